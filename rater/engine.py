@@ -1,0 +1,263 @@
+"""Rating: the documented face of the compiled engine.
+
+:class:`Deck` opens a rate table's compiled deck *in place*: it holds one LMDB
+read transaction and hands the engine a read-only view of the deck's pages in
+LMDB's memory map. Nothing is copied, so any number of processes rating from
+the same data directory share one physical copy of every deck, and a new
+import, which replaces the compiled deck in one write transaction, is never
+seen half-done: a Deck reads its snapshot until :meth:`Deck.refresh` moves it
+to the newest one.
+
+Arguments are checked here; the engine's loops run without the GIL. Money
+crosses this boundary as :class:`~decimal.Decimal`; inside, it is integer nanos.
+
+Threads: a Deck's rating methods may be called from several threads at once;
+``refresh()`` and ``close()`` must not run while another thread rates with the
+same Deck.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import deckformat as fmt
+from ._engine import Engine
+from .errors import (
+    DeckFormatError,
+    InvalidArgument,
+    InvalidInstant,
+    InvalidNumber,
+    NoRate,
+    UnknownTable,
+)
+from .money import from_nano, to_nano
+from .numbers import normalise_number
+from .store import Store
+from .tariff import MAX_SECONDS, RateTable
+from .timeutil import END_INSTANT, format_instant, parse_instant, zone
+
+# Negative costs from the engine are statuses (ext/_deckformat.pxd, Status).
+UNMATCHED, BAD_NUMBER, BAD_CALL, OVERFLOW = -1, -2, -3, -4
+
+
+@dataclass(frozen=True)
+class RatedCall:
+    """One priced call."""
+
+    number: str
+    prefix: str
+    destination: str
+    start: int
+    duration_s: int
+    billed_seconds: int
+    cost: Decimal
+    currency: str
+    table: str
+
+    def to_json(self, tz: Any = None) -> dict[str, Any]:
+        return {"table": self.table, "number": self.number, "prefix": self.prefix,
+                "destination": self.destination,
+                "start": format_instant(self.start, tz) if tz is not None else self.start,
+                "duration": self.duration_s, "billed_seconds": self.billed_seconds,
+                "cost": str(self.cost), "currency": self.currency}
+
+
+@dataclass
+class Batch:
+    """Results of rating many calls; ``cost_nanos`` < 0 where a call was not priced."""
+
+    cost_nanos: npt.NDArray[np.int64]
+    billed_seconds: npt.NDArray[np.int32]
+    row: npt.NDArray[np.int32]
+    prefix_len: npt.NDArray[np.int8]
+    priced: int
+
+    @property
+    def matched(self) -> npt.NDArray[np.bool_]:
+        return self.cost_nanos >= 0
+
+
+class Deck:
+    """A rate table's compiled deck, open for rating (see the module docstring)."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self._txn: Any = None
+        self._engine: Engine | None = None
+        self._attach()
+        store.register(self)
+
+    # -- lifetime
+
+    def _attach(self) -> None:
+        txn = self.store.begin(buffers=True)
+        try:
+            raw = txn.get(self.name.encode(), db=self.store.db("tables"))
+            if raw is None:
+                raise UnknownTable(f"no rate table named {self.name!r}",
+                                   hint="`rater deck list` shows the rate tables")
+            record = _json(raw)
+            blob = txn.get(self.name.encode(), db=self.store.db("compiled"))
+            try:
+                engine = Engine(blob, txn)
+            except ValueError as exc:
+                raise DeckFormatError(f"compiled deck of {self.name}: {exc}") from None
+        except BaseException:
+            txn.abort()
+            raise
+        self.table = RateTable.from_json(record["settings"])
+        self.tz = zone(self.table.timezone)
+        self.version: int = record["version"]
+        self.stamp: int = record["stamp"]
+        self._txn, self._engine = txn, engine
+
+    def _detach(self) -> None:
+        self._engine = None
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
+
+    def refresh(self) -> bool:
+        """Move to the newest compiled deck if the table changed; whether it did."""
+        with self.store.read() as txn:
+            raw = txn.get(self.name.encode(), db=self.store.db("tables"))
+        if raw is not None and _json(raw)["stamp"] == self.stamp:
+            return False
+        self._detach()
+        self._attach()
+        return True
+
+    def close(self) -> None:
+        self._detach()
+
+    def __enter__(self) -> Deck:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The compiled engine itself: plain integers in and out, no checks."""
+        if self._engine is None:
+            raise InvalidArgument(f"deck {self.name} is closed")
+        return self._engine
+
+    @property
+    def currency(self) -> str:
+        return self.table.currency
+
+    # -- one call
+
+    def instant(self, at: int | str | datetime | None) -> int:
+        """An instant from an int, an ISO string (in the table's zone if naive) or a datetime."""
+        if at is None:
+            return int(time.time())
+        if isinstance(at, datetime):
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=self.tz)
+            t = int(at.timestamp())
+            if not 0 <= t < END_INSTANT:
+                raise InvalidInstant(f"{at.isoformat()} is outside 1970..2099")
+            return t
+        if isinstance(at, int):
+            if not 0 <= at < END_INSTANT:
+                raise InvalidInstant(f"{at} is outside 1970..2099")
+            return at
+        return parse_instant(at, self.tz)
+
+    def rate(self, number: str, at: int | str | datetime | None = None, duration_s: int = 60,
+             tech_prefix: str = "") -> RatedCall:
+        """Price one call; NoRate when no row matches, InvalidNumber for a bad number."""
+        digits = normalise_number(number, tech_prefix)
+        start = self.instant(at)
+        if not 0 <= duration_s <= MAX_SECONDS:
+            raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
+        cost, billed, row, plen = self.engine.rate(digits, start, duration_s)
+        if cost == UNMATCHED:
+            raise NoRate(f"no rate for {number} in table {self.name} at "
+                         f"{format_instant(start, self.tz)}")
+        if cost < 0:
+            raise InvalidArgument(f"cannot price {number} for {duration_s} s (status {cost})")
+        return RatedCall(number=digits, prefix=digits[:plen],
+                         destination=self.engine.destination(row), start=start,
+                         duration_s=duration_s, billed_seconds=billed,
+                         cost=from_nano(cost, self.engine.row_decimals(row)),
+                         currency=self.currency, table=self.name)
+
+    def max_duration(self, number: str, at: int | str | datetime | None, amount: Decimal,
+                     limit_s: int = 86400, tech_prefix: str = "") -> int:
+        """The longest call, up to ``limit_s``, whose cost does not exceed ``amount``."""
+        digits = normalise_number(number, tech_prefix)
+        start = self.instant(at)
+        if not 0 <= limit_s <= MAX_SECONDS:
+            raise InvalidArgument(f"limit {limit_s} must be 0..{MAX_SECONDS} seconds")
+        try:
+            nanos = to_nano(amount)
+        except ValueError as exc:
+            raise InvalidArgument(f"amount: {exc}") from None
+        seconds, row = self.engine.max_duration(digits, start, nanos, limit_s)
+        if row == UNMATCHED:
+            raise NoRate(f"no rate for {number} in table {self.name}")
+        if row < 0:
+            raise InvalidNumber(f"{number!r} is not a dialled number")
+        return int(seconds)
+
+    # -- many calls
+
+    def rate_batch(self, numbers: npt.ArrayLike, starts: npt.ArrayLike,
+                   durations: npt.ArrayLike, tech_prefix: str = "") -> Batch:
+        """Rate arrays of calls without the GIL.
+
+        ``numbers``: uint64 E.164 digits, or a bytes array (dtype ``S``) of raw
+        numbers to normalise; ``starts``: int64 instants; ``durations``: int64
+        seconds.
+        """
+        nums = np.asarray(numbers)
+        st = np.ascontiguousarray(starts, dtype=np.int64)
+        du = np.ascontiguousarray(durations, dtype=np.int64)
+        n = len(st)
+        if nums.dtype.kind == "S":
+            if nums.dtype.itemsize == 0:
+                nums = nums.astype("S1")
+            arg: Any = np.ascontiguousarray(nums).view(np.uint8).reshape(n, nums.dtype.itemsize)
+        elif nums.dtype.kind in "iu":
+            arg = np.ascontiguousarray(nums, dtype=np.uint64)
+        else:
+            raise InvalidArgument("numbers must be a uint64 array or a bytes (S) array")
+        out = Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int32),
+                    np.empty(n, np.int8), 0)
+        out.priced = self.engine.rate_batch(arg, st, du, out.cost_nanos, out.billed_seconds,
+                                            out.row, out.prefix_len, tech_prefix.encode())
+        return out
+
+    def destinations(self, rows: npt.NDArray[np.int32]) -> list[str]:
+        """Destination names for a batch's rows ('' where unmatched)."""
+        names = self.engine.destination_names()
+        dest = self._rows()["dest"]
+        return [names[dest[r]] if r >= 0 else "" for r in rows.tolist()]
+
+    def costs(self, batch: Batch) -> list[Decimal | None]:
+        """A batch's costs as Decimals with their rows' decimal places (None: unmatched)."""
+        decimals = self._rows()["decimals"]
+        return [from_nano(c, int(decimals[r])) if c >= 0 else None
+                for c, r in zip(batch.cost_nanos.tolist(), batch.row.tolist(), strict=True)]
+
+    def _rows(self) -> npt.NDArray[Any]:
+        h = self.engine.header()
+        assert self._txn is not None
+        blob = self._txn.get(self.name.encode(), db=self.store.db("compiled"))
+        return np.frombuffer(blob, fmt.ROW_DTYPE, count=h["n_rows"], offset=h["off_rows"])
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    return dict(json.loads(bytes(raw)))

@@ -1,0 +1,89 @@
+"""Exact money: integers of one nano-unit in the core, Decimal at the edges.
+
+The core counts money in *nanos*: 10**-9 of the currency's main unit, fine
+enough for rates with nine decimals. A price is never a float. Amounts are
+rounded once, where they are born, by a stated rule (:data:`METHODS`), and
+never in between; the helpers here do that rounding on exact integers.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+NANO = 10**9
+MAX_DECIMALS = 9
+
+#: Rounding methods, with the integer code the compiled engine uses.
+#: ``up`` rounds toward +infinity (a cost of 0.00001 at 4 decimals is 0.0001);
+#: ``down`` toward zero; ``half-up`` sends ties up; ``half-even`` sends ties to
+#: the even neighbour (banker's rounding).
+METHODS = {"up": 0, "half-up": 1, "half-even": 2, "down": 3}
+
+
+def parse_decimal(text: str) -> Decimal:
+    """A plain decimal number (no exponent, no thousands separator)."""
+    s = text.strip()
+    if not s or any(c not in "0123456789.-+" for c in s) or s.count(".") > 1:
+        raise ValueError(f"{text!r} is not a number")
+    try:
+        return Decimal(s)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def to_nano(value: Decimal) -> int:
+    """The exact number of nanos in ``value``; more than 9 decimals is an error."""
+    scaled = value.scaleb(MAX_DECIMALS)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} has more than {MAX_DECIMALS} decimal places")
+    return int(scaled)
+
+
+def from_nano(nanos: int, decimals: int | None = None) -> Decimal:
+    """Nanos as a Decimal; with ``decimals``, shown with that many places.
+
+    ``decimals`` only sets how the exact value is written: an amount with more
+    significant places than ``decimals`` keeps them.
+    """
+    value = Decimal(nanos).scaleb(-MAX_DECIMALS)
+    if decimals is None:
+        return value.normalize() if value else Decimal(0)
+    shown = value.quantize(Decimal(1).scaleb(-decimals))
+    return shown if shown == value else value.normalize()
+
+
+def round_div(num: int, den: int, method: str) -> int:
+    """``num / den`` rounded to an integer by ``method`` (``num >= 0``, ``den > 0``)."""
+    if num < 0 or den <= 0:
+        raise ValueError("round_div takes num >= 0 and den > 0")
+    q, r = divmod(num, den)
+    if r == 0 or method == "down":
+        return q
+    if method == "up":
+        return q + 1
+    twice = 2 * r
+    if method == "half-up":
+        return q + (twice >= den)
+    if method == "half-even":
+        if twice > den:
+            return q + 1
+        if twice == den:
+            return q + (q & 1)
+        return q
+    raise ValueError(f"unknown rounding method {method!r}")
+
+
+def round_fraction(amount: Fraction, decimals: int, method: str) -> Decimal:
+    """An exact non-negative amount rounded once to ``decimals`` places."""
+    scale = 10**decimals
+    scaled = amount * scale
+    units = round_div(scaled.numerator, scaled.denominator, method)
+    return Decimal(units).scaleb(-decimals)
+
+
+def decimals_of(value: Decimal) -> int:
+    """How many decimal places ``value`` needs to be written exactly."""
+    exp = value.normalize().as_tuple().exponent
+    assert isinstance(exp, int)
+    return max(0, -exp)
