@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,7 +176,7 @@ def _read_xlsx(path: Path, sheet: str | None,
 def _cell_text(value: Any) -> str:
     if isinstance(value, float):
         # XLSX stores doubles; the shortest repr is the number that was typed.
-        return str(int(value)) if value.is_integer() else repr(value)
+        return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
     if isinstance(value, datetime | date):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
     return str(value).strip()
@@ -497,7 +498,7 @@ def _assemble(key: tuple[str, str, int | None], tiers: dict[int, tuple[int, tupl
                          f"the first increment ({a} s) runs past the next tier at second {nxt}")
             return None, line
         out.append([s, rate, 60, a])
-        if a != b:
+        if a != b and (nxt is None or s + a < nxt):
             out.append([s + a, rate, 60, b])
     _, _, dest, _, fee, _, _, min_s, grace, cap, decimals, method, eff_to = head
     stored: Stored = [0, dest, fee, out, min_s, grace, cap, decimals, method, eff_to]

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from .compiler import Compiled, CompileError, compile_rows, effective_windows
 from .deckfile import ParsedDeck, parse_deck
-from .errors import Conflict, InvalidArgument, NothingToRollBack, UnknownProfile, UnknownTable
+from .errors import Conflict, InvalidArgument, UnknownProfile, UnknownTable
 from .store import Store
 from .tariff import Item, RateRow, RateTable, Rounding, TimeProfile, decode_stored, encode_stored
 from .timeutil import parse_instant, zone
@@ -71,12 +71,12 @@ class Change:
 
     @property
     def kind(self) -> str:
-        if self.before is None:
-            return "added"
         if self.after is None:
             return "removed"
         if decode_stored(self.after)[0]:
             return "closed"
+        if self.before is None:
+            return "added"
         return "changed"
 
     def rows(self) -> tuple[RateRow | None, RateRow | None]:
@@ -102,9 +102,13 @@ class Version:
     source: dict[str, Any] | None = None
     rolled_back: int | None = None
 
+    @staticmethod
+    def empty_summary() -> dict[str, int]:
+        return {"added": 0, "changed": 0, "closed": 0, "removed": 0}
+
     @property
     def summary(self) -> dict[str, int]:
-        out = {"added": 0, "changed": 0, "closed": 0, "removed": 0}
+        out = self.empty_summary()
         for c in self.changes:
             out[c.kind] += 1
         return out
@@ -230,8 +234,6 @@ class Decks:
         """The version in force (the last one not rolled back)."""
         with self.store.read() as txn:
             rec = self._require(txn, name)
-            if not rec["active"]:
-                raise NothingToRollBack(f"table {name} has no version")
             raw = txn.get(_version_key(name, rec["active"][-1]), db=self._versions)
             return Version.from_bytes(raw)
 
@@ -402,6 +404,13 @@ class Decks:
                                hint="run the import again")
             note("merging")
             changes, unchanged, rows = self._merge(txn, name, parsed, replace, close_at)
+            if not changes and now_rec is not None and now_rec["settings"] == table.to_json():
+                # Nothing to change: no version, and open decks have nothing to reload.
+                return ImportReport(table=name, version=now_rec["version"],
+                                    file_rows=len(parsed.rows), unchanged=unchanged,
+                                    summary=Version.empty_summary(),
+                                    prefixes=now_rec["prefixes"], rows=now_rec["rows"],
+                                    size=now_rec["compiled_bytes"], warnings=parsed.warnings)
             note("compiling")
             version, compiled = self._commit_version(
                 txn, now_rec, table, "import" + (" (replace)" if replace else ""), changes,
@@ -487,8 +496,7 @@ class Decks:
 
         def apply(txn: Any) -> Version:
             rec = self._require(txn, name)
-            if not rec["active"]:
-                raise NothingToRollBack(f"table {name} has nothing left to roll back")
+            # A table always has a version: rolling back the first one removes the table.
             number = rec["active"][-1]
             version = Version.from_bytes(txn.get(_version_key(name, number), db=self._versions))
             for c in reversed(version.changes):

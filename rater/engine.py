@@ -107,6 +107,10 @@ class Deck:
                                    hint="`rater deck list` shows the rate tables")
             record = _json(raw)
             blob = txn.get(self.name.encode(), db=self.store.db("compiled"))
+            if blob is not None and np.frombuffer(blob, np.uint8).ctypes.data % 8:
+                # LMDB aligns only values on overflow pages (larger than half a page);
+                # a deck that small is copied, to the 8-byte alignment the engine reads.
+                blob = bytes(blob)
             try:
                 engine = Engine(blob, txn)
             except ValueError as exc:
@@ -138,6 +142,7 @@ class Deck:
 
     def close(self) -> None:
         self._detach()
+        self.store.unregister(self)
 
     def __enter__(self) -> Deck:
         return self

@@ -75,12 +75,6 @@ class NoRate(RaterError):
     code = "NO_RATE"
 
 
-class NothingToRollBack(RaterError):
-    """The table has no import left to undo."""
-
-    code = "NOTHING_TO_ROLL_BACK"
-
-
 class Conflict(RaterError):
     """The request contradicts what is stored (e.g. another currency)."""
 

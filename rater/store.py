@@ -154,6 +154,9 @@ class Store:
         """Track a long-lived reader so that a resize can let it go and reattach it."""
         self._readers.add(reader)
 
+    def unregister(self, reader: Reader) -> None:
+        self._readers.discard(reader)
+
     def _grow(self) -> None:
         size = self.map_size
         if size >= self.config.max_map_size:

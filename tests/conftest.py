@@ -52,3 +52,4 @@ def run_cli(*args: str, data: Path | None = None, env: dict[str, str] | None = N
         cmd += ["--data", str(data)]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd, timeout=timeout)
+
