@@ -14,6 +14,7 @@ import os
 from datetime import date
 
 import numpy as np
+from engines import Compiled, Reference
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +22,6 @@ from rater.money import METHODS, from_nano
 from rater.numbers import normalise_number
 from rater.tariff import RateRow, RateTable, Rounding, Tier, TimeProfile
 from rater.timeutil import parse_instant, zone
-
-from engines import Compiled, Reference
 
 # RATER_HYPOTHESIS=thorough searches ten times harder (run it after changing the engine).
 SCALE = 10 if os.environ.get("RATER_HYPOTHESIS") == "thorough" else 1
@@ -57,7 +56,7 @@ def profiles(draw: st.DrawFn) -> dict[str, TimeProfile]:
 
 @st.composite
 def tiers(draw: st.DrawFn) -> tuple[Tier, ...]:
-    starts = [0] + sorted(draw(st.sets(st.integers(1, 900), max_size=2)))
+    starts = [0, *sorted(draw(st.sets(st.integers(1, 900), max_size=2)))]
     return tuple(Tier(s, from_nano(draw(nanos)), draw(st.sampled_from(UNITS)),
                       draw(st.integers(1, 90))) for s in starts)
 
