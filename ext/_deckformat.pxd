@@ -11,16 +11,21 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, u
 cdef extern from *:
     """
     typedef __int128 rt_i128;
+    #define rt_prefetch(p) __builtin_prefetch((const void*)(p))
     """
     # Cython only needs to know it is an integer; C sees the 128-bit type.
     ctypedef long long rt_i128
+    void rt_prefetch(const void* p) nogil
 
 
 cdef enum:
+    LANES = 16              # calls walked through the trie together by the batch paths
     FORMAT_VERSION = 1
     FLAG_SPLIT = 1          # price each increment by the row in force when it starts
     MAX_DIGITS = 32
     MAX_RAW = 128           # longest raw number before normalisation
+    NODE_NROWS = 0x7fff     # Node.nrows: how many rows the prefix has
+    NODE_ALWAYS = 0x8000    # Node.nrows: its one row is in force at all times, for any profile
 
 cdef enum Rounding:
     ROUND_UP = 0
@@ -69,7 +74,7 @@ ctypedef struct DeckHeader:
 # laid out breadth first): child d is first_child + popcount(mask & ((1<<d)-1)).
 ctypedef struct Node:
     uint16_t mask               # bit d set: the node has a child for digit d
-    uint16_t nrows              # rows of this exact prefix
+    uint16_t nrows              # rows of this exact prefix (NODE_NROWS), NODE_ALWAYS flag
     uint32_t first_child
     uint32_t rows               # index of the first row
 
@@ -107,6 +112,16 @@ ctypedef struct Profile:
 ctypedef struct Window:
     int32_t start               # second of the day, inclusive
     int32_t end                 # second of the day, exclusive (86400 = midnight)
+
+# One call's walk down the trie: its digits, where it is, the nodes with rows it passed.
+ctypedef struct Walk:
+    uint8_t digits[MAX_DIGITS]
+    int n                       # digits of the number; < 0: not a number
+    int i                       # digits consumed
+    uint32_t node
+    int sp
+    uint32_t stack_node[MAX_DIGITS]
+    uint8_t stack_len[MAX_DIGITS]
 
 # The sections of one open deck, resolved to pointers once.
 ctypedef struct Deck:

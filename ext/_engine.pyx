@@ -13,7 +13,7 @@ a negative cost is a Status, never a price.
 """
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy
 
 from _deckformat cimport *
@@ -205,7 +205,9 @@ cdef inline int64_t select_row(const Deck* d, const Node* nd, int64_t t_eff, int
     cdef int64_t best = -1, best_rank = -1
     cdef uint32_t j
     cdef const Row* r
-    for j in range(nd.rows, nd.rows + nd.nrows):
+    if nd.nrows & NODE_ALWAYS:
+        return nd.rows
+    for j in range(nd.rows, nd.rows + (nd.nrows & NODE_NROWS)):
         r = &d.rows[j]
         if t_eff < r.eff_from or t_eff >= r.eff_to:
             continue
@@ -220,36 +222,81 @@ cdef inline int64_t select_row(const Deck* d, const Node* nd, int64_t t_eff, int
     return best
 
 
-cdef int64_t find_row(const Deck* d, const uint8_t* digits, int n, int64_t t_eff, int64_t t_prof,
-                      int* plen) noexcept nogil:
-    """Longest prefix with a row in force; the row's index and the prefix length, or -1."""
-    cdef uint32_t stack_node[MAX_DIGITS]
-    cdef int stack_len[MAX_DIGITS]
-    cdef int sp = 0, i
-    cdef uint32_t node = 0
-    cdef uint16_t m
-    cdef uint8_t dg
-    cdef const Node* nd
-    for i in range(n):
-        m = d.nodes[node].mask
-        dg = digits[i]
-        if not (m >> dg) & 1:
-            break
-        node = d.nodes[node].first_child + POPCOUNT[m & ((1u << dg) - 1)]
-        if d.nodes[node].nrows:
-            stack_node[sp] = node
-            stack_len[sp] = i + 1
-            sp += 1
+cdef inline void walk_start(Walk* w) noexcept nogil:
+    w.i = 0
+    w.node = 0
+    w.sp = 0
+
+
+cdef inline bint walk_step(const Deck* d, Walk* w) noexcept nogil:
+    """Take one step down the trie; False once the walk is over.
+
+    Nodes with rows are stacked as candidates. The next node and the
+    candidate's rows are prefetched, so that walks interleaved over a group of
+    calls (the batch paths) wait for memory together rather than in turn.
+    """
+    cdef const Node* nd = &d.nodes[w.node]
+    if w.i and nd.nrows:
+        w.stack_node[w.sp] = w.node
+        w.stack_len[w.sp] = <uint8_t>w.i
+        w.sp += 1
+        if not nd.nrows & NODE_ALWAYS:      # its rows will be read to choose one
+            rt_prefetch(&d.rows[nd.rows])
+    if w.i >= w.n:
+        return False
+    cdef uint8_t dg = w.digits[w.i]
+    cdef uint16_t m = nd.mask
+    if not (m >> dg) & 1:
+        return False
+    w.node = nd.first_child + POPCOUNT[m & ((1u << dg) - 1)]
+    rt_prefetch(&d.nodes[w.node])
+    w.i += 1
+    return True
+
+
+cdef inline int64_t walk_resolve(const Deck* d, Walk* w, int64_t t_eff, int64_t t_prof,
+                                 int* plen) noexcept nogil:
+    """The deepest candidate with a row in force: the row's index and prefix length, or -1."""
     cdef int64_t local = INF
     cdef int64_t r
+    cdef int sp = w.sp
     while sp:
         sp -= 1
-        r = select_row(d, &d.nodes[stack_node[sp]], t_eff, t_prof, &local)
+        r = select_row(d, &d.nodes[w.stack_node[sp]], t_eff, t_prof, &local)
         if r >= 0:
-            plen[0] = stack_len[sp]
+            plen[0] = w.stack_len[sp]
             return r
     plen[0] = 0
     return -1
+
+
+cdef int64_t find_row(const Deck* d, const uint8_t* digits, int n, int64_t t_eff, int64_t t_prof,
+                      int* plen) noexcept nogil:
+    """Longest prefix with a row in force; the row's index and the prefix length, or -1."""
+    cdef Walk w
+    if n > MAX_DIGITS:
+        n = MAX_DIGITS
+    memcpy(w.digits, digits, n)
+    w.n = n
+    walk_start(&w)
+    while walk_step(d, &w):
+        pass
+    return walk_resolve(d, &w, t_eff, t_prof, plen)
+
+
+cdef void walk_group(const Deck* d, Walk* lanes, int g) noexcept nogil:
+    """Walk g lanes down the trie in lock step (lanes with n < 0 are skipped)."""
+    cdef bint active[LANES]
+    cdef int k, live = 0
+    for k in range(g):
+        walk_start(&lanes[k])
+        active[k] = lanes[k].n >= 0
+        live += active[k]
+    while live:
+        for k in range(g):
+            if active[k] and not walk_step(d, &lanes[k]):
+                active[k] = False
+                live -= 1
 
 
 # ---------------------------------------------------------------- pricing
@@ -317,19 +364,24 @@ cdef int64_t price_row(const Deck* d, const uint8_t* digits, int n, int64_t star
     return <int64_t>cost
 
 
+cdef inline int64_t call_status(int n, int64_t start, int64_t duration) noexcept nogil:
+    """0 for a call that can be priced, else the Status that says why not."""
+    if n < 0:
+        return ST_BAD_NUMBER
+    if duration < 0 or duration > MAX_SECONDS or start < 0 or start >= END_INSTANT:
+        return ST_BAD_CALL
+    return 0
+
+
 cdef inline int64_t price_call(const Deck* d, const uint8_t* digits, int n, int64_t start,
                                int64_t duration, int64_t* billed, int64_t* row,
                                int* plen) noexcept nogil:
-    if n < 0:
+    cdef int64_t status = call_status(n, start, duration)
+    if status:
         row[0] = -1
         plen[0] = 0
         billed[0] = 0
-        return ST_BAD_NUMBER
-    if duration < 0 or duration > MAX_SECONDS or start < 0 or start >= END_INSTANT:
-        row[0] = -1
-        plen[0] = 0
-        billed[0] = 0
-        return ST_BAD_CALL
+        return status
     row[0] = find_row(d, digits, n, start, start, plen)
     if row[0] < 0:
         billed[0] = 0
@@ -608,6 +660,59 @@ cdef inline uint8_t* put_amount(uint8_t* o, int64_t nanos, int decimals) noexcep
     return o + decimals
 
 
+ctypedef struct CsvSlot:
+    # One canonical CDR between reading and writing: its fields, call and price.
+    Py_ssize_t start_pos
+    int64_t lines_before
+    const uint8_t* p[4]         # id, start, number, duration
+    Py_ssize_t n[4]
+    uint8_t buf[4][1024]        # unescaped copies of quoted fields with "" inside
+    int64_t start
+    int64_t duration
+    int64_t row
+    int plen
+    int64_t cost
+    int64_t billed
+
+
+cdef inline bint emit(const Deck* d, const CsvSlot* sl, const uint8_t* digits, uint8_t* o,
+                      Py_ssize_t cap, Py_ssize_t* o_pos) noexcept nogil:
+    """Write one rated record as a CSV line; False (nothing written) if it does not fit."""
+    cdef Py_ssize_t need = 16, a = 0, b = 0
+    cdef int f
+    for f in range(4):
+        need += 2 * sl.n[f] + 3
+    if sl.cost >= 0:
+        a = d.dest_index[d.rows[sl.row].dest]
+        b = d.dest_index[d.rows[sl.row].dest + 1]
+        need += 2 * (b - a) + 3 + sl.plen + 64
+    if o_pos[0] + need > cap:
+        return False
+    cdef uint8_t* w = o + o_pos[0]
+    for f in range(4):
+        w = put_field(w, sl.p[f], sl.n[f])
+        w[0] = 44
+        w += 1
+    if sl.cost >= 0:
+        for f in range(sl.plen):
+            w[f] = 48 + digits[f]
+        w += sl.plen
+        w[0] = 44
+        w = put_field(w + 1, <const uint8_t*>d.dest_bytes + a, b - a)
+        w[0] = 44
+        w = put_int(w + 1, sl.billed)
+        w[0] = 44
+        w = put_amount(w + 1, sl.cost, d.rows[sl.row].decimals)
+    else:
+        w[0] = 44
+        w[1] = 44
+        w[2] = 44
+        w += 3
+    w[0] = 10
+    o_pos[0] = w + 1 - o
+    return True
+
+
 # ---------------------------------------------------------------- the Python face
 
 cdef inline int load_digits(object number, uint8_t* out, const uint8_t* tp, Py_ssize_t tplen) except -2:
@@ -738,8 +843,13 @@ cdef class Engine:
             if children and (d.nodes[i].first_child <= i
                              or <uint64_t>d.nodes[i].first_child + children > d.h.n_nodes):
                 raise ValueError(f"node {i}: children out of range")
-            if <uint64_t>d.nodes[i].rows + d.nodes[i].nrows > d.h.n_rows:
+            if <uint64_t>d.nodes[i].rows + (d.nodes[i].nrows & NODE_NROWS) > d.h.n_rows:
                 raise ValueError(f"node {i}: rows out of range")
+            if d.nodes[i].nrows & NODE_ALWAYS:
+                r = &d.rows[d.nodes[i].rows]
+                if (d.nodes[i].nrows & NODE_NROWS) != 1 or r.profile != -1 \
+                        or r.eff_from != -INF - 1 or r.eff_to != INF:
+                    raise ValueError(f"node {i}: marked always-in-force but is not")
         for i in range(d.h.n_rows):
             r = &d.rows[i]
             if r.tier_count < 1 or <uint64_t>r.tier_start + r.tier_count > d.h.n_tiers:
@@ -816,7 +926,7 @@ cdef class Engine:
         Writes cost (nanos, or a negative Status), billed seconds, row (-1 if
         none) and matched prefix length. Returns how many were priced.
         """
-        cdef Py_ssize_t n = starts.shape[0], i
+        cdef Py_ssize_t n = starts.shape[0], i, base
         if durations.shape[0] != n or cost.shape[0] != n or billed.shape[0] != n \
                 or row.shape[0] != n or plen.shape[0] != n:
             raise ValueError("rate_batch: arrays differ in length")
@@ -825,7 +935,7 @@ cdef class Engine:
         cdef bint is_raw = getattr(numbers, "ndim", 1) == 2
         if is_raw:
             raw = numbers
-            if raw.shape[0] != n:
+            if raw.shape[0] != n or raw.shape[1] < 1:
                 raise ValueError("rate_batch: arrays differ in length")
         else:
             nums64 = numbers
@@ -833,55 +943,111 @@ cdef class Engine:
                 raise ValueError("rate_batch: arrays differ in length")
         cdef const uint8_t* tp = tech_prefix
         cdef Py_ssize_t tplen = len(tech_prefix)
-        cdef uint8_t digits[MAX_DIGITS]
-        cdef int nd, pl
-        cdef int64_t b, r, c
         cdef Py_ssize_t priced = 0, width = raw.shape[1] if is_raw else 0
+        cdef Walk lanes[LANES]
+        cdef int64_t status[LANES]
+        cdef int64_t found[LANES]
+        cdef int pl[LANES]
+        cdef int g, k
+        cdef int64_t b, c
+        cdef const Deck* d = &self.deck
         with nogil:
-            for i in range(n):
-                if is_raw:
-                    nd = normalise(&raw[i, 0], width, tp, tplen, digits)
-                else:
-                    nd = digits_of_u64(nums64[i], digits)
-                c = price_call(&self.deck, digits, nd, starts[i], durations[i], &b, &r, &pl)
-                cost[i] = c
-                billed[i] = <int32_t>b
-                row[i] = <int32_t>r
-                plen[i] = <int8_t>pl
-                if c >= 0:
-                    priced += 1
+            base = 0
+            while base < n:
+                g = LANES if n - base > LANES else <int>(n - base)
+                for k in range(g):
+                    i = base + k
+                    if is_raw:
+                        lanes[k].n = normalise(&raw[i, 0], width, tp, tplen, lanes[k].digits)
+                    else:
+                        lanes[k].n = digits_of_u64(nums64[i], lanes[k].digits)
+                    status[k] = call_status(lanes[k].n, starts[i], durations[i])
+                    if status[k]:
+                        lanes[k].n = -1
+                walk_group(d, lanes, g)
+                for k in range(g):
+                    found[k] = -1
+                    pl[k] = 0
+                    if not status[k]:
+                        i = base + k
+                        found[k] = walk_resolve(d, &lanes[k], starts[i], starts[i], &pl[k])
+                        if found[k] >= 0:
+                            rt_prefetch(&d.rows[found[k]])
+                for k in range(g):
+                    if found[k] >= 0:
+                        rt_prefetch(&d.tiers[d.rows[found[k]].tier_start])
+                for k in range(g):
+                    i = base + k
+                    b = 0
+                    if status[k]:
+                        c = status[k]
+                    elif found[k] < 0:
+                        c = ST_UNMATCHED
+                    else:
+                        c = price_row(d, lanes[k].digits, lanes[k].n, starts[i], found[k],
+                                      durations[i], &b)
+                    cost[i] = c
+                    billed[i] = <int32_t>b
+                    row[i] = <int32_t>found[k]
+                    plen[i] = <int8_t>pl[k]
+                    if c >= 0:
+                        priced += 1
+                base += g
         return priced
 
     def lookup_batch(self, const uint64_t[::1] numbers, const int64_t[::1] at, int32_t[::1] row):
         """Longest-prefix lookups alone: the row in force for each number (-1 if none)."""
-        cdef Py_ssize_t n = numbers.shape[0], i, found = 0
+        cdef Py_ssize_t n = numbers.shape[0], i, base, found = 0
         if at.shape[0] != n or row.shape[0] != n:
             raise ValueError("lookup_batch: arrays differ in length")
-        cdef uint8_t digits[MAX_DIGITS]
-        cdef int nd, pl
+        cdef Walk lanes[LANES]
+        cdef int g, k, pl
+        cdef const Deck* d = &self.deck
         with nogil:
-            for i in range(n):
-                nd = digits_of_u64(numbers[i], digits)
-                row[i] = <int32_t>find_row(&self.deck, digits, nd, at[i], at[i], &pl) if nd > 0 else -1
-                if row[i] >= 0:
-                    found += 1
+            base = 0
+            while base < n:
+                g = LANES if n - base > LANES else <int>(n - base)
+                for k in range(g):
+                    lanes[k].n = digits_of_u64(numbers[base + k], lanes[k].digits)
+                walk_group(d, lanes, g)
+                for k in range(g):
+                    i = base + k
+                    row[i] = <int32_t>walk_resolve(d, &lanes[k], at[i], at[i], &pl) \
+                        if lanes[k].n >= 0 else -1
+                    if row[i] >= 0:
+                        found += 1
+                base += g
         return found
 
     def max_duration_batch(self, const uint64_t[::1] numbers, const int64_t[::1] starts,
                            const int64_t[::1] amounts, int64_t limit, int64_t[::1] out):
         """Longest affordable duration per call (-1 where nothing matches)."""
-        cdef Py_ssize_t n = numbers.shape[0], i
+        cdef Py_ssize_t n = numbers.shape[0], i, base
         if starts.shape[0] != n or amounts.shape[0] != n or out.shape[0] != n:
             raise ValueError("max_duration_batch: arrays differ in length")
-        cdef uint8_t digits[MAX_DIGITS]
-        cdef int nd, pl
+        if limit < 0 or limit > MAX_SECONDS:
+            raise ValueError(f"limit {limit} out of range")
+        cdef Walk lanes[LANES]
+        cdef int g, k, pl
         cdef int64_t r
+        cdef const Deck* d = &self.deck
         with nogil:
-            for i in range(n):
-                nd = digits_of_u64(numbers[i], digits)
-                r = find_row(&self.deck, digits, nd, starts[i], starts[i], &pl) if nd > 0 else -1
-                out[i] = max_duration_row(&self.deck, digits, nd, starts[i], r, amounts[i],
-                                          limit) if r >= 0 else -1
+            base = 0
+            while base < n:
+                g = LANES if n - base > LANES else <int>(n - base)
+                for k in range(g):
+                    i = base + k
+                    lanes[k].n = digits_of_u64(numbers[i], lanes[k].digits)
+                    if call_status(lanes[k].n, starts[i], 0):
+                        lanes[k].n = -1
+                walk_group(d, lanes, g)
+                for k in range(g):
+                    i = base + k
+                    r = walk_resolve(d, &lanes[k], starts[i], starts[i], &pl) \
+                        if lanes[k].n >= 0 else -1
+                    out[i] = max_duration_row(d, lanes[k].digits, lanes[k].n, starts[i], r,
+                                              amounts[i], limit) if r >= 0 else -1
+                base += g
 
     def parse_instant(self, text):
         """An instant from CDR text in the deck's zone, as the file path reads it; None if bad."""
@@ -899,108 +1065,114 @@ cdef class Engine:
         """Rate canonical CSV records from data[pos:] into out, until max_rows or out is full.
 
         Returns (pos, records, rated, unmatched, lines, cost_hi, cost_lo,
-        written, error, error_pos): error is 0, or 1 too few columns, 2 bad
-        start, 3 bad duration, 4 unterminated quote, 5 field too long; then
-        error_pos is where the bad record starts and pos is unchanged past it.
+        written, error, error_pos): pos and lines (physical lines consumed) are
+        where the next call starts; error is 0, or 1 too few columns, 2 bad
+        start, 3 bad duration, 4 unterminated quote, 5 field too long, and then
+        error_pos is where the bad record starts (and pos too).
         """
+        if ncols < 1 or ncols > 64 or not (0 <= col_id < ncols and 0 <= col_start < ncols
+                                           and 0 <= col_number < ncols
+                                           and 0 <= col_duration < ncols):
+            raise ValueError("rate_csv: columns out of range")
+        cdef CsvSlot* slots = <CsvSlot*>malloc(LANES * sizeof(CsvSlot))
+        if slots == NULL:
+            raise MemoryError()
         cdef Py_ssize_t end = data.shape[0], cap = out.shape[0], o_pos = 0
         cdef const uint8_t* s = &data[0] if end else NULL
         cdef uint8_t* o = &out[0] if cap else NULL
-        cdef uint8_t* w
-        cdef Field fields[64]
-        cdef uint8_t bufs[4][1024]
-        cdef const uint8_t* fp[4]
-        cdef Py_ssize_t fn[4]
         cdef int want[4]
         want[0] = col_id
         want[1] = col_start
         want[2] = col_number
         want[3] = col_duration
-        cdef int nfields = ncols if ncols < 64 else 64
-        cdef int count, k, error = 0, nd, pl, dec
-        cdef int64_t lines = 0, start, duration, billed, row, cost
-        cdef Py_ssize_t records = 0, rated = 0, unmatched = 0, nxt, err_pos = -1, need, a, b
+        cdef Field fields[64]
+        cdef Walk lanes[LANES]
+        cdef int g, k, f, count, error = 0
+        cdef int64_t lines = 0
+        cdef Py_ssize_t records = 0, rated = 0, unmatched = 0, nxt, err_pos = -1
         cdef rt_i128 total = 0
-        cdef uint8_t digits[MAX_DIGITS]
         cdef const uint8_t* tp = tech_prefix
         cdef Py_ssize_t tplen = len(tech_prefix)
         cdef const Deck* d = &self.deck
-        with nogil:
-            while pos < end and records < max_rows:
-                if s[pos] == 10 or s[pos] == 13:         # blank line
-                    pos += 2 if (s[pos] == 13 and pos + 1 < end and s[pos + 1] == 10) else 1
-                    lines += 1
-                    continue
-                nxt = split_record(s, pos, end, fields, nfields, &count, &lines)
-                if nxt < 0:
-                    error = 4
-                    err_pos = pos
-                    break
-                if count < ncols:
-                    error = 1
-                    err_pos = pos
-                    break
-                need = 0
-                for k in range(4):
-                    if fields[want[k]].escaped:
-                        if fields[want[k]].n > 1024:
-                            error = 5
+        cdef CsvSlot* sl
+        try:
+            with nogil:
+                while pos < end and records < max_rows and not error:
+                    # 1. Read up to LANES records.
+                    g = 0
+                    while g < LANES and pos < end and records + g < max_rows:
+                        if s[pos] == 10 or s[pos] == 13:         # a blank line
+                            pos += 2 if (s[pos] == 13 and pos + 1 < end
+                                         and s[pos + 1] == 10) else 1
+                            lines += 1
+                            continue
+                        sl = &slots[g]
+                        sl.start_pos = pos
+                        sl.lines_before = lines
+                        nxt = split_record(s, pos, end, fields, ncols, &count, &lines)
+                        error = 4 if nxt < 0 else (1 if count < ncols else 0)
+                        for f in range(4):
+                            if error:
+                                break
+                            if fields[want[f]].escaped:
+                                if fields[want[f]].n > 1024:
+                                    error = 5
+                                    break
+                                sl.n[f] = unescape(&fields[want[f]], sl.buf[f])
+                                sl.p[f] = sl.buf[f]
+                            else:
+                                sl.p[f] = fields[want[f]].p
+                                sl.n[f] = fields[want[f]].n
+                        if not error and read_instant(d, sl.p[1], sl.n[1], &sl.start) != 0:
+                            error = 2
+                        if not error and (parse_uint(sl.p[3], sl.n[3], &sl.duration) != 0
+                                          or sl.duration > MAX_SECONDS):
+                            error = 3
+                        if error:
+                            err_pos = pos
+                            lines = sl.lines_before
                             break
-                        fn[k] = unescape(&fields[want[k]], bufs[k])
-                        fp[k] = bufs[k]
-                    else:
-                        fp[k] = fields[want[k]].p
-                        fn[k] = fields[want[k]].n
-                    need += 2 * fn[k] + 3
-                if error:
-                    err_pos = pos
-                    break
-                if read_instant(d, fp[1], fn[1], &start) != 0:
-                    error = 2
-                    err_pos = pos
-                    break
-                if parse_uint(fp[3], fn[3], &duration) != 0 or duration > MAX_SECONDS:
-                    error = 3
-                    err_pos = pos
-                    break
-                nd = normalise(fp[2], fn[2], tp, tplen, digits)
-                cost = price_call(d, digits, nd, start, duration, &billed, &row, &pl)
-                if cost >= 0:
-                    a = d.dest_index[d.rows[row].dest]
-                    b = d.dest_index[d.rows[row].dest + 1]
-                    need += 2 * (b - a) + 3 + pl + 64
-                else:
-                    need += 8
-                if o_pos + need > cap:
-                    break
-                w = o + o_pos
-                for k in range(4):
-                    w = put_field(w, fp[k], fn[k])
-                    w[0] = 44
-                    w += 1
-                if cost >= 0:
-                    for k in range(pl):
-                        w[k] = 48 + digits[k]
-                    w += pl
-                    w[0] = 44
-                    w = put_field(w + 1, <const uint8_t*>d.dest_bytes + a, b - a)
-                    w[0] = 44
-                    w = put_int(w + 1, billed)
-                    w[0] = 44
-                    w = put_amount(w + 1, cost, d.rows[row].decimals)
-                    total += cost
-                    rated += 1
-                else:
-                    w[0] = 44
-                    w[1] = 44
-                    w[2] = 44
-                    w += 3
-                    unmatched += 1
-                w[0] = 10
-                w += 1
-                o_pos = w - o
-                records += 1
-                pos = nxt
+                        lanes[g].n = normalise(sl.p[2], sl.n[2], tp, tplen, lanes[g].digits)
+                        pos = nxt
+                        g += 1
+                    # 2. Price them, their trie walks interleaved.
+                    walk_group(d, lanes, g)
+                    for k in range(g):
+                        sl = &slots[k]
+                        sl.row = -1
+                        if lanes[k].n >= 0:
+                            sl.row = walk_resolve(d, &lanes[k], sl.start, sl.start, &sl.plen)
+                            if sl.row >= 0:
+                                rt_prefetch(&d.rows[sl.row])
+                    for k in range(g):
+                        if slots[k].row >= 0:
+                            rt_prefetch(&d.tiers[d.rows[slots[k].row].tier_start])
+                    for k in range(g):
+                        sl = &slots[k]
+                        sl.cost = ST_UNMATCHED if sl.row < 0 else price_row(
+                            d, lanes[k].digits, lanes[k].n, sl.start, sl.row, sl.duration,
+                            &sl.billed)
+                    # 3. Write them while they fit; the rest is read again next time.
+                    for k in range(g):
+                        sl = &slots[k]
+                        if not emit(d, sl, lanes[k].digits, o, cap, &o_pos):
+                            pos = sl.start_pos
+                            lines = sl.lines_before
+                            if error:                  # the bad record waits its turn
+                                error = 0
+                                err_pos = -1
+                            max_rows = records         # stop here
+                            break
+                        records += 1
+                        if sl.cost >= 0:
+                            total += sl.cost
+                            rated += 1
+                        else:
+                            unmatched += 1
+                    if error:
+                        pos = err_pos
+        finally:
+            free(slots)
         return (pos, records, rated, unmatched, lines, <int64_t>(total >> 64),
                 <uint64_t>(total & 0xffffffffffffffff), o_pos, error, err_pos)
 
@@ -1020,6 +1192,11 @@ cdef class Engine:
 cdef _section(uint64_t off, uint64_t count, uint64_t itemsize, Py_ssize_t size, str name):
     if off % 8 or off > <uint64_t>size or count * itemsize > <uint64_t>size - off:
         raise ValueError(f"compiled deck section {name} lies outside the deck")
+
+
+def address_of(const uint8_t[::1] buffer):
+    """Where a buffer's bytes start in memory (0 for an empty one)."""
+    return <uintptr_t>&buffer[0] if buffer.shape[0] else 0
 
 
 def build_trie(list prefixes):

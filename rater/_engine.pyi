@@ -1,9 +1,9 @@
 # Stub of the compiled engine (ext/_engine.pyx). Private: use rater.engine.
 # tests/test_sourcecode.py keeps it honest with mypy's stubtest.
 
-from typing import Any
+from typing import Any, Self
 
-from typing_extensions import Self, disjoint_base
+from typing_extensions import disjoint_base
 
 # Arrays are anything with the buffer protocol (numpy arrays in practice); typeshed's
 # Buffer does not cover numpy arrays on Python 3.11, so they are Any here.
@@ -46,5 +46,6 @@ class Engine:
                  out: _Buffer) -> tuple[int, int, int, int, int, int, int, int, int, int]: ...
     def header(self) -> dict[str, int]: ...
 
+def address_of(buffer: _Buffer) -> int: ...
 def build_trie(prefixes: list[bytes]) -> tuple[bytearray, bytearray]: ...
 def layout() -> dict[str, tuple[int, dict[str, int]]]: ...

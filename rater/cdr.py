@@ -38,8 +38,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
 from .engine import Deck
 from .errors import CdrFileError, InvalidInstant, Problem
 from .money import from_nano
@@ -236,6 +234,8 @@ def check_canonical(record: Sequence[str], cols: list[int], ncols: int, deck: De
 def _rate_layout(deck: Deck, src: Path, sink: BinaryIO, fmt: str, tech_prefix: str,
                  bar: Progress) -> tuple[int, int, int, int]:
     """Asterisk and FreeSWITCH files: parsed here, rated in batches."""
+    import numpy as np
+
     number_col, answer_col, start_col, dur_col, id_col, width = _LAYOUTS[fmt]
     parse = deck.engine.parse_instant
     rows = rated = unmatched = total = 0

@@ -23,7 +23,8 @@ from .timeutil import days_from_civil, transitions
 
 NEVER = -(2**63)
 FOREVER = 2**63 - 1
-MAX_ROWS_PER_PREFIX = 65535
+MAX_ROWS_PER_PREFIX = 0x7FFF
+NODE_ALWAYS = 0x8000   # nrows flag: the node's one row is in force at all times, any profile
 MAX_DENOMINATOR = 2**31 - 1
 
 
@@ -120,7 +121,9 @@ def compile_rows(table: RateTable, items: Iterable[Item]) -> Compiled:
             raise CompileError(f"prefix {p} has {len(entries)} rows over time; "
                                f"the limit is {MAX_ROWS_PER_PREFIX}")
         node_rows[k] = len(r_from)
-        node_nrows[k] = len(entries)
+        (_, profile, _, _), lo, hi = entries[0]
+        always = len(entries) == 1 and lo == NEVER and hi == FOREVER and not profile
+        node_nrows[k] = len(entries) | (NODE_ALWAYS if always else 0)
         for (_, profile, _, st), lo, hi in entries:
             _, dest, fee, tiers, min_s, grace, cap, dec, method, _ = st
             dest_id = dest_ids.get(dest)

@@ -23,13 +23,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
-from . import deckformat as fmt
-from ._engine import Engine
+from ._engine import Engine, address_of
 from .errors import (
     DeckFormatError,
     InvalidArgument,
@@ -43,6 +39,10 @@ from .numbers import normalise_number
 from .store import Store
 from .tariff import MAX_SECONDS, RateTable
 from .timeutil import END_INSTANT, format_instant, parse_instant, zone
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 # Negative costs from the engine are statuses (ext/_deckformat.pxd, Status).
 UNMATCHED, BAD_NUMBER, BAD_CALL, OVERFLOW = -1, -2, -3, -4
@@ -107,7 +107,7 @@ class Deck:
                                    hint="`rater deck list` shows the rate tables")
             record = _json(raw)
             blob = txn.get(self.name.encode(), db=self.store.db("compiled"))
-            if blob is not None and np.frombuffer(blob, np.uint8).ctypes.data % 8:
+            if blob is not None and address_of(blob) % 8:
                 # LMDB aligns only values on overflow pages (larger than half a page);
                 # a deck that small is copied, to the 8-byte alignment the engine reads.
                 blob = bytes(blob)
@@ -187,7 +187,9 @@ class Deck:
         start = self.instant(at)
         if not 0 <= duration_s <= MAX_SECONDS:
             raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
-        cost, billed, row, plen = self.engine.rate(digits, start, duration_s)
+        # The engine normalises the raw number itself, by the same rules.
+        cost, billed, row, plen = self.engine.rate(number, start, duration_s,
+                                                   tech_prefix.encode())
         if cost == UNMATCHED:
             raise NoRate(f"no rate for {number} in table {self.name} at "
                          f"{format_instant(start, self.tz)}")
@@ -202,7 +204,7 @@ class Deck:
     def max_duration(self, number: str, at: int | str | datetime | None, amount: Decimal,
                      limit_s: int = 86400, tech_prefix: str = "") -> int:
         """The longest call, up to ``limit_s``, whose cost does not exceed ``amount``."""
-        digits = normalise_number(number, tech_prefix)
+        normalise_number(number, tech_prefix)       # InvalidNumber before anything else
         start = self.instant(at)
         if not 0 <= limit_s <= MAX_SECONDS:
             raise InvalidArgument(f"limit {limit_s} must be 0..{MAX_SECONDS} seconds")
@@ -210,7 +212,8 @@ class Deck:
             nanos = to_nano(amount)
         except ValueError as exc:
             raise InvalidArgument(f"amount: {exc}") from None
-        seconds, row = self.engine.max_duration(digits, start, nanos, limit_s)
+        seconds, row = self.engine.max_duration(number, start, nanos, limit_s,
+                                                tech_prefix.encode())
         if row == UNMATCHED:
             raise NoRate(f"no rate for {number} in table {self.name}")
         if row < 0:
@@ -227,6 +230,8 @@ class Deck:
         numbers to normalise; ``starts``: int64 instants; ``durations``: int64
         seconds.
         """
+        import numpy as np
+
         nums = np.asarray(numbers)
         st = np.ascontiguousarray(starts, dtype=np.int64)
         du = np.ascontiguousarray(durations, dtype=np.int64)
@@ -258,6 +263,10 @@ class Deck:
                 for c, r in zip(batch.cost_nanos.tolist(), batch.row.tolist(), strict=True)]
 
     def _rows(self) -> npt.NDArray[Any]:
+        import numpy as np
+
+        from . import deckformat as fmt
+
         h = self.engine.header()
         assert self._txn is not None
         blob = self._txn.get(self.name.encode(), db=self.store.db("compiled"))
