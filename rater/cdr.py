@@ -188,7 +188,8 @@ def _rate_canonical(deck: Deck, src: Path, sink: BinaryIO, tech_prefix: str,
             unmatched += miss
             total += (hi << 64) | lo
             if error:
-                raise _canonical_problem(deck, src, view, err_pos, line + lines, cols, ncols)
+                raise _canonical_problem(deck, src, view, err_pos, line + lines, cols, ncols,
+                                         error)
             line += lines
             if pos2 == pos:
                 raise CdrFileError([Problem(str(src), line, None, None,
@@ -202,14 +203,21 @@ def _rate_canonical(deck: Deck, src: Path, sink: BinaryIO, tech_prefix: str,
             data.close()
 
 
+# What the compiled reader's error codes mean where the record alone cannot say it.
+_READ_ERRORS = {4: "a quoted field is not closed before the end of the file",
+                5: "a quoted field is longer than 1024 characters"}
+
+
 def _canonical_problem(deck: Deck, src: Path, view: memoryview, at: int, line: int,
-                       cols: list[int], ncols: int) -> CdrFileError:
+                       cols: list[int], ncols: int, error: int) -> CdrFileError:
     """The error for the bad record at byte ``at``, found again by the Python parser."""
-    tail = bytes(view[at:at + 1 << 16]).decode("utf-8", errors="replace")
+    if error in _READ_ERRORS:
+        return CdrFileError([Problem(str(src), line, None, None, _READ_ERRORS[error])])
+    tail = bytes(view[at:at + (1 << 16)]).decode("utf-8", errors="replace")
     record = next(csv.reader(io.StringIO(tail, newline="")), [])
     problem = check_canonical(record, cols, ncols, deck, str(src), line)
     return CdrFileError([problem or Problem(str(src), line, None, None,
-                                            "unterminated quote or unreadable record")])
+                                            "unreadable record")])
 
 
 def check_canonical(record: Sequence[str], cols: list[int], ncols: int, deck: Deck,
@@ -226,8 +234,6 @@ def check_canonical(record: Sequence[str], cols: list[int], ncols: int, deck: De
     if not (duration.isdigit() and duration.isascii()) or int(duration) > MAX_SECONDS:
         return Problem(path, line, cols[3] + 1, "duration",
                        f"{record[cols[3]]!r} is not a whole number of seconds")
-    if any(len(record[c]) > 1024 for c in cols):
-        return Problem(path, line, None, None, "a field is longer than 1024 characters")
     return None
 
 
