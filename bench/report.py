@@ -27,7 +27,10 @@ def main(path: str) -> None:
             n = b["extra_info"]["items"]
             rate = n / median
             per = median / n
-            ratio = f"x{rate / base_rate:,.0f} baseline" if base_rate and b is not base else ""
+            ratio = ""
+            if base_rate and b is not base:
+                x = rate / base_rate
+                ratio = f"x{x:,.0f} baseline" if x >= 10 else f"x{x:.2f} baseline"
             if b is base:
                 ratio = "baseline"
             extra = {k: v for k, v in b["extra_info"].items()
