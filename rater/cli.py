@@ -97,20 +97,24 @@ def cmd_deck_import(args: argparse.Namespace) -> int:
     with _open(args, create=True) as store:
         decks = Decks(store)
         with Progress(f"importing {args.file}", None, enabled=None if not args.json else False,
-                      unit="") as bar:
+                      unit="lines") as bar:
             report = decks.import_file(
                 args.file, args.table, currency=args.currency, timezone=args.timezone,
                 decimals=args.decimals, method=args.rounding,
                 profile_boundary=args.profile_boundary, columns=columns,
                 delimiter=args.delimiter, sheet=args.sheet, replace=args.replace,
                 effective=args.effective, on_duplicate=args.on_duplicate,
-                phase=bar.note)
+                progress=bar)
     for w in report.warnings:
         print(f"rater: warning: {w}", file=sys.stderr)
     if args.json:
         _print_json(report.__dict__)
         return 0
     s = report.summary
+    if not any(s.values()) and not report.created:
+        print(f"No change to table {report.table} (version {report.version}): "
+              f"{report.file_rows} rows read, all as stored")
+        return 0
     print(f"{'Created' if report.created else 'Updated'} table {report.table}, version "
           f"{report.version}: {report.file_rows} rows read, {s['added']} added, "
           f"{s['changed']} changed, {s['closed']} closed, {s['removed']} removed, "

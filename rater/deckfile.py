@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from .errors import DeckFileError, InvalidInstant, Problem
 from .numbers import MAX_DIGITS
+from .progress import Progress
 from .tariff import MAX_SECONDS, Item, RateTable, Rounding, Stored, stored_problems
 from .timeutil import parse_instant, zone
 
@@ -126,18 +127,20 @@ class _Problems:
             raise DeckFileError(self.items, total=self.total, hint=hint)
 
 
-def _read_table(path: Path, delimiter: str | None, sheet: str | None,
-                problems: _Problems) -> tuple[Iterator[tuple[int, Sequence[Any]]], str]:
-    """(line number, cells) of every record, and the separator used ('' for XLSX)."""
+def _read_table(path: Path, delimiter: str | None, sheet: str | None, problems: _Problems
+                ) -> tuple[Iterator[tuple[int, Sequence[Any]]], str, int | None]:
+    """(line number, cells) of every record, the separator ('' for XLSX), the line count."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        return _read_xlsx(path, sheet, problems), ""
+        sheet_rows, count = _read_xlsx(path, sheet, problems)
+        return sheet_rows, "", count
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("cp1252", errors="replace")
     if delimiter is None:
-        first = text.split("\n", 1)[0]
+        nl = text.find("\n")
+        first = text if nl < 0 else text[:nl]
         counts = {d: first.count(d) for d in (",", ";", "\t")}
         delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
@@ -148,29 +151,33 @@ def _read_table(path: Path, delimiter: str | None, sheet: str | None,
             yield start, cells
             start = reader.line_num + 1
 
-    return records(), delimiter
+    return records(), delimiter, text.count("\n") + 1
 
 
-def _read_xlsx(path: Path, sheet: str | None,
-               problems: _Problems) -> Iterator[tuple[int, Sequence[Any]]]:
+def _read_xlsx(path: Path, sheet: str | None, problems: _Problems
+               ) -> tuple[Iterator[tuple[int, Sequence[Any]]], int | None]:
     import openpyxl
 
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a bad file
-        problems.add(1, None, None, f"not a readable XLSX workbook ({exc})")
-        problems.raise_if_any()
-        raise AssertionError("unreachable") from None
-    try:
-        ws = book[sheet] if sheet else book.worksheets[0]
-    except KeyError:
-        problems.add(1, None, None,
-                     f"no sheet named {sheet!r} (sheets: {', '.join(book.sheetnames)})")
-        problems.raise_if_any()
-        raise AssertionError("unreachable") from None
-    for i, row in enumerate(ws.iter_rows(values_only=True), start=1):
-        yield i, ["" if v is None else v for v in row]
-    book.close()
+        raise DeckFileError([Problem(problems.path, 1, None, None,
+                                     f"not a readable XLSX workbook ({exc})")]) from None
+    if sheet is not None and sheet not in book.sheetnames:
+        book.close()
+        raise DeckFileError([Problem(problems.path, 1, None, None,
+                                     f"no sheet named {sheet!r} (sheets: "
+                                     f"{', '.join(book.sheetnames)})")])
+    ws = book[sheet] if sheet else book.worksheets[0]
+
+    def records() -> Iterator[tuple[int, Sequence[Any]]]:
+        try:
+            for i, row in enumerate(ws.iter_rows(values_only=True), start=1):
+                yield i, ["" if v is None else v for v in row]
+        finally:
+            book.close()
+
+    return records(), ws.max_row
 
 
 def _cell_text(value: Any) -> str:
@@ -260,7 +267,7 @@ def parse_nanos(text: str, decimal_comma: bool = False) -> int:
 
 def parse_deck(path: str | Path, table: RateTable, *, columns: dict[str, str] | None = None,
                delimiter: str | None = None, sheet: str | None = None,
-               on_duplicate: str = "error") -> ParsedDeck:
+               on_duplicate: str = "error", progress: Progress | None = None) -> ParsedDeck:
     """Read and validate a deck file against ``table`` (its zone, profiles, rounding)."""
     p = Path(path)
     shown = str(path)
@@ -270,7 +277,9 @@ def parse_deck(path: str | Path, table: RateTable, *, columns: dict[str, str] | 
     if on_duplicate not in ("error", "first", "last"):
         raise DeckFileError([Problem(shown, 0, None, None,
                                      "--on-duplicate must be error, first or last")])
-    records, sep = _read_table(p, delimiter, sheet, problems)
+    records, sep, total = _read_table(p, delimiter, sheet, problems)
+    if progress is not None:
+        progress.total = total
     try:
         _, header = next(records)
     except StopIteration:
@@ -290,6 +299,8 @@ def parse_deck(path: str | Path, table: RateTable, *, columns: dict[str, str] | 
     lines = 1
     for line, cells in records:
         lines = line
+        if progress is not None and not line & 0x1FFF:
+            progress.set(line)
         parsed = parse_line(line, cells)
         if parsed is None:
             continue

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from .compiler import Compiled, CompileError, compile_rows, effective_windows
 from .deckfile import ParsedDeck, parse_deck
 from .errors import Conflict, InvalidArgument, UnknownProfile, UnknownTable
+from .progress import Progress
 from .store import Store
 from .tariff import Item, RateRow, RateTable, Rounding, TimeProfile, decode_stored, encode_stored
 from .timeutil import parse_instant, zone
@@ -352,9 +353,9 @@ class Decks:
                     delimiter: str | None = None, sheet: str | None = None,
                     replace: bool = False, effective: int | str | None = None,
                     on_duplicate: str = "error",
-                    phase: Callable[[str], None] | None = None) -> ImportReport:
+                    progress: Progress | None = None) -> ImportReport:
         """Import a deck file into a table (created if new): atomic, one version."""
-        note = phase or (lambda _: None)
+        note = progress.note if progress is not None else (lambda _: None)
         with self.store.read() as txn:
             rec = self._record(txn, name)
         if rec is not None:
@@ -377,10 +378,9 @@ class Decks:
         if profile_boundary is not None:
             table = _checked(lambda: dataclasses.replace(table, profile_boundary=profile_boundary))
 
-        note("reading")
         with _collector_paused():
             parsed = parse_deck(path, table, columns=columns, delimiter=delimiter, sheet=sheet,
-                                on_duplicate=on_duplicate)
+                                on_duplicate=on_duplicate, progress=progress)
         if rec is None:
             cur = (currency or parsed.currency or "").upper()
             if not cur:

@@ -35,10 +35,10 @@ class Progress:
             self._draw(now)
 
     def note(self, text: str) -> None:
-        """Show what is being done now (a phase of work without a count)."""
+        """Show what is being done now: a phase of the work, after or without a count."""
+        self.phase = text
         if self.enabled:
-            self.stream.write(f"\r{self.label}: {text}...\033[K")
-            self.stream.flush()
+            self._draw(time.perf_counter())
 
     def set(self, done: int, items: int | None = None) -> None:
         """Progress to ``done`` of the total; ``items``, when the total counts something
@@ -48,8 +48,13 @@ class Progress:
         self.advance(done - self.done)
 
     items: int | None = None
+    phase: str | None = None
 
     def _draw(self, now: float) -> None:
+        if self.phase is not None:
+            self.stream.write(f"\r{self.label}: {self.phase}...\033[K")
+            self.stream.flush()
+            return
         count = self.done if self.items is None else self.items
         rate = count / max(now - self.started, 1e-9)
         if self.total:
@@ -64,9 +69,13 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        """End the bar: it stays with its final count, or a phase line is wiped."""
         if self.enabled:
-            self._draw(time.perf_counter())
-            self.stream.write("\n")
+            if self.phase is None:
+                self._draw(time.perf_counter())
+                self.stream.write("\n")
+            else:
+                self.stream.write("\r\033[K")
             self.stream.flush()
             self.enabled = False
 
