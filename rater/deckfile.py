@@ -36,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import DeckFileError, InvalidInstant, Problem
-from .numbers import MAX_DIGITS
+from .numbers import normalise_prefix
 from .progress import Progress
 from .tariff import MAX_SECONDS, Item, RateTable, Rounding, Stored, stored_problems
 from .timeutil import parse_instant, zone
@@ -401,9 +401,11 @@ class _LineParser:
         if not (raw or rate_text or dest or fee_text or inc or any(opt.values())):
             return None            # a blank line
 
-        prefix = raw[1:] if raw.startswith("+") else raw
-        if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= MAX_DIGITS):
-            self.bad(line, "prefix", f"{raw!r} is not a prefix of up to {MAX_DIGITS} digits")
+        try:
+            prefix = normalise_prefix(raw)
+        except ValueError as exc:
+            prefix = raw
+            self.bad(line, "prefix", str(exc))
         if rate_text:
             rate = self.nanos(line, "rate", rate_text)
         else:

@@ -80,15 +80,3 @@ def pack(header: dict[str, int], sections: list[tuple[str, np.ndarray | bytes]])
         pos += len(raw) + pad
     head["total_size"] = pos
     return head.tobytes() + b"".join(parts)
-
-
-def header_of(blob: bytes | memoryview) -> np.void:
-    """The header record of a compiled deck (no checks: the engine makes them)."""
-    head: np.void = np.frombuffer(blob, HEADER_DTYPE, count=1)[0]
-    return head
-
-
-def rows_of(blob: bytes | memoryview) -> np.ndarray:
-    """The rows section as a zero-copy structured array."""
-    h = header_of(blob)
-    return np.frombuffer(blob, ROW_DTYPE, count=int(h["n_rows"]), offset=int(h["off_rows"]))

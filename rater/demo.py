@@ -7,6 +7,8 @@ environment, nothing else to set up.
 from __future__ import annotations
 
 import csv
+import shutil
+import sys
 import time
 from decimal import Decimal
 from importlib import resources
@@ -78,9 +80,21 @@ def run(data: Path) -> int:
             total = from_nano(int(batch.cost_nanos[batch.matched].sum()), 4)
             print(f"4. Rated {n:,} random calls in one batch in {took * 1000:.0f} ms "
                   f"({n / took / 1e6:.1f} million calls/s on one core); total {total} EUR.\n")
+    rater = _program()
     print("Try next:")
-    print(f"  rater --data {data} rate +447911123456 --table {TABLE} --at 2026-11-23T21:00 "
-          f"--duration 61")
-    print(f"  rater --data {data} deck show {TABLE}")
-    print(f"  rater --data {data} deck history {TABLE}")
+    print(f"  {rater} --data {data} rate +447911123456 --table {TABLE} "
+          f"--at 2026-11-23T21:00 --duration 61")
+    print(f"  {rater} --data {data} deck show {TABLE}")
+    print(f"  {rater} --data {data} deck history {TABLE}")
     return 0
+
+
+def _program() -> str:
+    """How the user ran rater (``.venv/bin/rater``, say), to suggest commands they can paste."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "rater" or shutil.which("rater") == str(argv0.resolve()):
+        return "rater"
+    try:
+        return str(argv0.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(argv0)

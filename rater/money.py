@@ -8,7 +8,7 @@ never in between; the helpers here do that rounding on exact integers.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 
 NANO = 10**9
@@ -19,17 +19,6 @@ MAX_DECIMALS = 9
 #: ``down`` toward zero; ``half-up`` sends ties up; ``half-even`` sends ties to
 #: the even neighbour (banker's rounding).
 METHODS = {"up": 0, "half-up": 1, "half-even": 2, "down": 3}
-
-
-def parse_decimal(text: str) -> Decimal:
-    """A plain decimal number (no exponent, no thousands separator)."""
-    s = text.strip()
-    if not s or any(c not in "0123456789.-+" for c in s) or s.count(".") > 1:
-        raise ValueError(f"{text!r} is not a number")
-    try:
-        return Decimal(s)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
 
 
 def to_nano(value: Decimal) -> int:
@@ -80,10 +69,3 @@ def round_fraction(amount: Fraction, decimals: int, method: str) -> Decimal:
     scaled = amount * scale
     units = round_div(scaled.numerator, scaled.denominator, method)
     return Decimal(units).scaleb(-decimals)
-
-
-def decimals_of(value: Decimal) -> int:
-    """How many decimal places ``value`` needs to be written exactly."""
-    exp = value.normalize().as_tuple().exponent
-    assert isinstance(exp, int)
-    return max(0, -exp)

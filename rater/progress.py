@@ -78,7 +78,3 @@ class Progress:
                 self.stream.write("\r\033[K")
             self.stream.flush()
             self.enabled = False
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
