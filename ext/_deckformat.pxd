@@ -123,6 +123,19 @@ ctypedef struct Walk:
     uint32_t stack_node[MAX_DIGITS]
     uint8_t stack_len[MAX_DIGITS]
 
+# A stretch of a call billed by one tier of one row (for explanations).
+ctypedef struct Charge:
+    int64_t row
+    uint32_t tier
+    int64_t from_s
+    int64_t increments
+
+ctypedef struct Charges:
+    Charge* items
+    int n
+    int cap
+    bint truncated
+
 # The sections of one open deck, resolved to pointers once.
 ctypedef struct Deck:
     const DeckHeader* h

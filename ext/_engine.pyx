@@ -151,17 +151,19 @@ cdef int64_t next_boundary(const Deck* d, int64_t inst) noexcept nogil:
 # ---------------------------------------------------------------- lookup
 
 cdef inline int normalise(const uint8_t* s, Py_ssize_t n, const uint8_t* tp, Py_ssize_t tplen,
-                          uint8_t* out) noexcept nogil:
+                          uint8_t* out, bint padded) noexcept nogil:
     """Digits (0..9 values) of a raw number into out; their count, or -1 if not a number.
 
-    The same rules as rater.numbers.normalise_number.
+    The same rules as rater.numbers.normalise_number. ``padded``: the number
+    ends at its first NUL byte (numpy bytes arrays pad with them); otherwise a
+    NUL is just a character that is not a digit.
     """
     cdef uint8_t tmp[MAX_RAW]
     cdef Py_ssize_t i, k = 0, j = 0
     cdef uint8_t c
     for i in range(n):
         c = s[i]
-        if c == 0:
+        if c == 0 and padded:
             break
         if c == 32 or c == 9 or c == 45 or c == 46 or c == 40 or c == 41:   # ' ' \t - . ( )
             continue
@@ -317,9 +319,27 @@ cdef inline rt_i128 round_div(rt_i128 num, rt_i128 den, int method) noexcept nog
     return q
 
 
+cdef inline void record_charge(Charges* c, int64_t row, uint32_t tier, int64_t from_s,
+                               int64_t increments) noexcept nogil:
+    if c.n and c.items[c.n - 1].row == row and c.items[c.n - 1].tier == tier:
+        c.items[c.n - 1].increments += increments
+    elif c.n < c.cap:
+        c.items[c.n].row = row
+        c.items[c.n].tier = tier
+        c.items[c.n].from_s = from_s
+        c.items[c.n].increments = increments
+        c.n += 1
+    else:
+        c.truncated = True
+
+
 cdef int64_t price_row(const Deck* d, const uint8_t* digits, int n, int64_t start,
-                       int64_t r0, int64_t duration, int64_t* billed) noexcept nogil:
-    """Cost in nanos of a call whose start row is r0 (a Status if negative)."""
+                       int64_t r0, int64_t duration, int64_t* billed,
+                       Charges* charges) noexcept nogil:
+    """Cost in nanos of a call whose start row is r0 (a Status if negative).
+
+    With ``charges``, each stretch billed by one tier of one row is recorded too.
+    """
     cdef const Row* row = &d.rows[r0]
     if duration <= 0 or duration <= row.grace:
         billed[0] = 0
@@ -352,6 +372,8 @@ cdef int64_t price_row(const Deck* d, const uint8_t* digits, int n, int64_t star
         inc = d.tiers[k].increment
         cnt = (lim - t + inc - 1) // inc
         num += <rt_i128>d.tiers[k].price * (cnt * inc) * d.tiers[k].factor
+        if charges != NULL:
+            record_charge(charges, r, k, t, cnt)
         t += cnt * inc
     billed[0] = t
     num += <rt_i128>row.connect_fee * d.h.denominator
@@ -386,7 +408,7 @@ cdef inline int64_t price_call(const Deck* d, const uint8_t* digits, int n, int6
     if row[0] < 0:
         billed[0] = 0
         return ST_UNMATCHED
-    return price_row(d, digits, n, start, row[0], duration, billed)
+    return price_row(d, digits, n, start, row[0], duration, billed, NULL)
 
 
 cdef int64_t max_duration_row(const Deck* d, const uint8_t* digits, int n, int64_t start,
@@ -395,12 +417,12 @@ cdef int64_t max_duration_row(const Deck* d, const uint8_t* digits, int n, int64
     cdef int64_t billed, lo = 0, hi = limit, mid, c
     if amount < 0:
         return 0
-    c = price_row(d, digits, n, start, r0, limit, &billed)
+    c = price_row(d, digits, n, start, r0, limit, &billed, NULL)
     if 0 <= c <= amount:
         return limit
     while hi - lo > 1:     # cost(lo) <= amount < cost(hi)
         mid = lo + (hi - lo) // 2
-        c = price_row(d, digits, n, start, r0, mid, &billed)
+        c = price_row(d, digits, n, start, r0, mid, &billed, NULL)
         if 0 <= c <= amount:
             lo = mid
         else:
@@ -535,7 +557,9 @@ cdef int read_instant(const Deck* d, const uint8_t* s, Py_ssize_t n, int64_t* ou
 ctypedef struct Field:
     const uint8_t* p
     Py_ssize_t n
-    int escaped         # quoted with "" inside: needs unescaping
+    int escaped         # quoted with "" inside, or text after the closing quote: needs a copy
+    const uint8_t* tail # text after the closing quote, which Python's csv module keeps
+    Py_ssize_t tail_n
 
 
 cdef inline Py_ssize_t split_record(const uint8_t* s, Py_ssize_t pos, Py_ssize_t end,
@@ -574,8 +598,14 @@ cdef inline Py_ssize_t split_record(const uint8_t* s, Py_ssize_t pos, Py_ssize_t
                 fields[f].n = i - a
                 fields[f].escaped = escaped
             i += 1                          # closing quote
+            a = i
             while i < end and s[i] != 44 and s[i] != 10 and s[i] != 13:
-                i += 1                      # text after a closing quote is dropped
+                i += 1                      # text after it belongs to the field, as in csv
+            if f < nfields:
+                fields[f].tail = s + a
+                fields[f].tail_n = i - a
+                if i > a:
+                    fields[f].escaped = 1
         else:
             a = i
             while i < end and s[i] != 44 and s[i] != 10 and s[i] != 13:
@@ -584,6 +614,7 @@ cdef inline Py_ssize_t split_record(const uint8_t* s, Py_ssize_t pos, Py_ssize_t
                 fields[f].p = s + a
                 fields[f].n = i - a
                 fields[f].escaped = 0
+                fields[f].tail_n = 0
         if f <= nfields:
             f += 1
         if i < end and s[i] == 44:
@@ -600,12 +631,14 @@ cdef inline Py_ssize_t split_record(const uint8_t* s, Py_ssize_t pos, Py_ssize_t
 
 
 cdef inline Py_ssize_t unescape(const Field* f, uint8_t* buf) noexcept nogil:
+    """A quoted field's text into buf ("" read as "), with any text after its closing quote."""
     cdef Py_ssize_t i = 0, k = 0
     while i < f.n:
         buf[k] = f.p[i]
         k += 1
         i += 2 if f.p[i] == 34 else 1
-    return k
+    memcpy(buf + k, f.tail, f.tail_n)
+    return k + f.tail_n
 
 
 cdef inline uint8_t* put_field(uint8_t* o, const uint8_t* p, Py_ssize_t n) noexcept nogil:
@@ -724,7 +757,8 @@ cdef inline int load_digits(object number, uint8_t* out, const uint8_t* tp, Py_s
     if isinstance(number, str):
         number = (<str>number).encode("utf-8", "surrogateescape")
     b = number
-    return normalise(&b[0] if b.shape[0] else <const uint8_t*>b"", b.shape[0], tp, tplen, out)
+    return normalise(&b[0] if b.shape[0] else <const uint8_t*>b"", b.shape[0], tp, tplen, out,
+                     False)
 
 
 cdef class Engine:
@@ -901,6 +935,48 @@ cdef class Engine:
         cdef int64_t cost = price_call(&self.deck, digits, n, start, duration, &billed, &row, &plen)
         return (cost, billed, row, plen)
 
+    def charges(self, number, int64_t start, int64_t duration, bytes tech_prefix=b""):
+        """How one call is billed: (cost, billed, row, prefix_len, stretches, truncated).
+
+        Each stretch is (row, tier, from_second, increments): consecutive
+        increments billed by one tier of one row. At most 1024 are listed;
+        truncated says whether there were more.
+        """
+        cdef uint8_t digits[MAX_DIGITS]
+        cdef int n = load_digits(number, digits, tech_prefix, len(tech_prefix))
+        cdef int64_t billed = 0, row
+        cdef int plen
+        cdef Charge items[1024]
+        cdef Charges charges
+        charges.items = items
+        charges.n = 0
+        charges.cap = 1024
+        charges.truncated = False
+        cdef int64_t cost = price_call(&self.deck, digits, n, start, duration, &billed, &row,
+                                       &plen)
+        if cost >= 0:
+            price_row(&self.deck, digits, n, start, row, duration, &billed, &charges)
+        return (cost, billed, row, plen,
+                [(items[i].row, items[i].tier, items[i].from_s, items[i].increments)
+                 for i in range(charges.n)], bool(charges.truncated))
+
+    def row_info(self, int64_t row):
+        """A row's compiled fields, money in nanos (for explanations and checks)."""
+        self._check_row(row)
+        cdef const Row* r = &self.deck.rows[row]
+        return {"eff_from": r.eff_from, "eff_to": r.eff_to, "connect_fee": r.connect_fee,
+                "cap": r.cap, "min_duration": r.min_duration, "grace": r.grace,
+                "profile": r.profile, "decimals": r.decimals, "method": r.method,
+                "destination": self.destination(row), "tier_start": r.tier_start,
+                "tier_count": r.tier_count}
+
+    def tier_info(self, uint32_t tier):
+        """(from_second, price_nanos, unit, increment) of one compiled tier."""
+        if tier >= self.deck.h.n_tiers:
+            raise IndexError(f"tier {tier} out of range")
+        cdef const Tier* t = &self.deck.tiers[tier]
+        return (t.from_s, t.price, t.unit, t.increment)
+
     def max_duration(self, number, int64_t start, int64_t amount, int64_t limit,
                      bytes tech_prefix=b""):
         """(seconds, row): the longest call up to limit costing at most amount nanos."""
@@ -919,7 +995,7 @@ cdef class Engine:
     # -- batches: numpy arrays (any buffer) in and out, without the GIL
 
     def rate_batch(self, numbers, const int64_t[::1] starts, const int64_t[::1] durations,
-                   int64_t[::1] cost, int32_t[::1] billed, int32_t[::1] row, int8_t[::1] plen,
+                   int64_t[::1] cost, int64_t[::1] billed, int32_t[::1] row, int8_t[::1] plen,
                    bytes tech_prefix=b""):
         """Rate n calls. numbers: uint64 array, or a 2-D uint8 array of raw bytes per call.
 
@@ -958,7 +1034,8 @@ cdef class Engine:
                 for k in range(g):
                     i = base + k
                     if is_raw:
-                        lanes[k].n = normalise(&raw[i, 0], width, tp, tplen, lanes[k].digits)
+                        lanes[k].n = normalise(&raw[i, 0], width, tp, tplen, lanes[k].digits,
+                                               True)
                     else:
                         lanes[k].n = digits_of_u64(nums64[i], lanes[k].digits)
                     status[k] = call_status(lanes[k].n, starts[i], durations[i])
@@ -985,9 +1062,9 @@ cdef class Engine:
                         c = ST_UNMATCHED
                     else:
                         c = price_row(d, lanes[k].digits, lanes[k].n, starts[i], found[k],
-                                      durations[i], &b)
+                                      durations[i], &b, NULL)
                     cost[i] = c
-                    billed[i] = <int32_t>b
+                    billed[i] = b
                     row[i] = <int32_t>found[k]
                     plen[i] = <int8_t>pl[k]
                     if c >= 0:
@@ -1115,7 +1192,7 @@ cdef class Engine:
                             if error:
                                 break
                             if fields[want[f]].escaped:
-                                if fields[want[f]].n > 1024:
+                                if fields[want[f]].n + fields[want[f]].tail_n > 1024:
                                     error = 5
                                     break
                                 sl.n[f] = unescape(&fields[want[f]], sl.buf[f])
@@ -1132,7 +1209,8 @@ cdef class Engine:
                             err_pos = pos
                             lines = sl.lines_before
                             break
-                        lanes[g].n = normalise(sl.p[2], sl.n[2], tp, tplen, lanes[g].digits)
+                        lanes[g].n = normalise(sl.p[2], sl.n[2], tp, tplen, lanes[g].digits,
+                                               False)
                         pos = nxt
                         g += 1
                     # 2. Price them, their trie walks interleaved.
@@ -1151,7 +1229,7 @@ cdef class Engine:
                         sl = &slots[k]
                         sl.cost = ST_UNMATCHED if sl.row < 0 else price_row(
                             d, lanes[k].digits, lanes[k].n, sl.start, sl.row, sl.duration,
-                            &sl.billed)
+                            &sl.billed, NULL)
                     # 3. Write them while they fit; the rest is read again next time.
                     for k in range(g):
                         sl = &slots[k]

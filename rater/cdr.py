@@ -28,8 +28,8 @@ import csv
 import io
 import mmap
 import os
+import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,8 +38,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
 
+from ._engine import Engine
 from .engine import Deck
-from .errors import CdrFileError, InvalidInstant, Problem
+from .errors import CdrFileError, FileError, InvalidInstant, InvalidNumber, Problem
 from .money import from_nano
 from .numbers import normalise_number
 from .progress import Progress
@@ -83,7 +84,7 @@ class Summary:
 
 def detect_format(path: Path) -> str:
     """The format of a CDR file, from its first record."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         first = next(csv.reader(f), None)
     if first is None:
         raise CdrFileError([Problem(str(path), 1, None, None, "the file is empty")])
@@ -116,7 +117,13 @@ def _output(out: str | Path | None) -> Iterator[BinaryIO]:
         sys.stdout.flush()
         return
     target = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    # Beside the target, so that the rename is atomic; created as open() would (0666
+    # less the umask), not private as mkstemp makes it.
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise FileError(f"cannot write {target}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -139,18 +146,20 @@ def rate_file(deck: Deck, path: str | Path, out: str | Path | None = None, *,
         fmt = detect_format(src)
     started = time.perf_counter()
     with _output(out) as sink, Progress("rating", src.stat().st_size, enabled=progress,
-                                        unit="rows") as bar:
+                                        unit="rows") as bar, deck.using() as engine:
         sink.write(OUTPUT_HEADER)
         if fmt == "canonical":
-            rows, rated, unmatched, total = _rate_canonical(deck, src, sink, tech_prefix, bar)
+            rows, rated, unmatched, total = _rate_canonical(deck, engine, src, sink,
+                                                            tech_prefix, bar)
         else:
-            rows, rated, unmatched, total = _rate_layout(deck, src, sink, fmt, tech_prefix, bar)
+            rows, rated, unmatched, total = _rate_layout(deck, engine, src, sink, fmt,
+                                                         tech_prefix, bar)
     return Summary(rows=rows, rated=rated, unmatched=unmatched,
                    total_cost=from_nano(total, deck.table.rounding.decimals),
                    currency=deck.currency, seconds=time.perf_counter() - started, format=fmt)
 
 
-def _rate_canonical(deck: Deck, src: Path, sink: BinaryIO, tech_prefix: str,
+def _rate_canonical(deck: Deck, engine: Engine, src: Path, sink: BinaryIO, tech_prefix: str,
                     bar: Progress) -> tuple[int, int, int, int]:
     with open(src, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -177,7 +186,6 @@ def _rate_canonical(deck: Deck, src: Path, sink: BinaryIO, tech_prefix: str,
         rows = rated = unmatched = total = 0
         out = bytearray(_OUT_BYTES)
         tp = tech_prefix.encode()
-        engine = deck.engine
         while pos < len(view):
             (pos2, n, ok, miss, lines, hi, lo, written, error,
              err_pos) = engine.rate_csv(view, pos, _CHUNK_ROWS, cols[0], cols[1], cols[2],
@@ -237,16 +245,18 @@ def check_canonical(record: Sequence[str], cols: list[int], ncols: int, deck: De
     return None
 
 
-def _rate_layout(deck: Deck, src: Path, sink: BinaryIO, fmt: str, tech_prefix: str,
-                 bar: Progress) -> tuple[int, int, int, int]:
+def _rate_layout(deck: Deck, engine: Engine, src: Path, sink: BinaryIO, fmt: str,
+                 tech_prefix: str, bar: Progress) -> tuple[int, int, int, int]:
     """Asterisk and FreeSWITCH files: parsed here, rated in batches."""
     import numpy as np
 
     number_col, answer_col, start_col, dur_col, id_col, width = _LAYOUTS[fmt]
-    parse = deck.engine.parse_instant
+    parse = engine.parse_instant
     rows = rated = unmatched = total = 0
-    names = deck.engine.destination_names()
-    row_info = deck._rows()
+    names = engine.destination_names()
+    dest_of = deck._row_field(engine, "dest")
+    decimals_of = deck._row_field(engine, "decimals")
+    tp = tech_prefix.encode()
     consumed = 0
 
     def counted(f: Iterator[str]) -> Iterator[str]:
@@ -257,29 +267,38 @@ def _rate_layout(deck: Deck, src: Path, sink: BinaryIO, fmt: str, tech_prefix: s
 
     with open(src, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.reader(counted(f))
-        batch: list[tuple[str, str, str, str, int, int]] = []
+        batch: list[tuple[str, str, str, str, int, int, str]] = []
         line = 1
 
         def flush() -> None:
             nonlocal rated, unmatched, total
             if not batch:
                 return
-            numbers = np.array([b[2].encode("utf-8", "replace")[:128] or b" " for b in batch],
-                               dtype="S")
-            result = deck.rate_batch(numbers, np.array([b[4] for b in batch], np.int64),
-                                     np.array([b[5] for b in batch], np.int64), tech_prefix)
+            n = len(batch)
+            # Raw numbers (the engine normalises them); one that is not a number is
+            # sent empty, so that a NUL or an overlong string cannot be misread.
+            raw = np.array([b[2].encode("utf-8", "surrogateescape") if b[6] else b""
+                            for b in batch], dtype="S")
+            if raw.dtype.itemsize == 0:
+                raw = raw.astype("S1")
+            cost = np.empty(n, np.int64)
+            billed = np.empty(n, np.int64)
+            row = np.empty(n, np.int32)
+            plen = np.empty(n, np.int8)
+            engine.rate_batch(raw.view(np.uint8).reshape(n, raw.dtype.itemsize),
+                              np.array([b[4] for b in batch], np.int64),
+                              np.array([b[5] for b in batch], np.int64),
+                              cost, billed, row, plen, tp)
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
-            for (rid, start_text, number, dur_text, _, _), cost, billed, row, plen in zip(
-                    batch, result.cost_nanos.tolist(), result.billed_seconds.tolist(),
-                    result.row.tolist(), result.prefix_len.tolist(), strict=True):
-                if cost >= 0:
-                    digits = normalise_number(number, tech_prefix)
-                    w.writerow([rid, start_text, number, dur_text, digits[:plen],
-                                names[row_info["dest"][row]], billed,
-                                from_nano(cost, int(row_info["decimals"][row]))])
+            for (rid, start_text, number, dur_text, _, _, digits), c, b, r, p in zip(
+                    batch, cost.tolist(), billed.tolist(), row.tolist(), plen.tolist(),
+                    strict=True):
+                if c >= 0:
+                    w.writerow([rid, start_text, number, dur_text, digits[:p],
+                                names[dest_of[r]], b, from_nano(c, int(decimals_of[r]))])
                     rated += 1
-                    total += cost
+                    total += c
                 else:
                     w.writerow([rid, start_text, number, dur_text, "", "", "", ""])
                     unmatched += 1
@@ -306,8 +325,12 @@ def _rate_layout(deck: Deck, src: Path, sink: BinaryIO, fmt: str, tech_prefix: s
                 raise CdrFileError([Problem(str(src), here, dur_col + 1, "billsec",
                                             f"{record[dur_col]!r} is not a whole number "
                                             f"of seconds")])
+            try:
+                digits = normalise_number(record[number_col], tech_prefix)
+            except InvalidNumber:
+                digits = ""
             batch.append((record[id_col], record[use_col], record[number_col], dur_text,
-                          start, int(dur_text)))
+                          start, int(dur_text), digits))
             rows += 1
             if len(batch) >= 8192:
                 flush()

@@ -44,6 +44,7 @@ EXIT_CODES = {
     "BAD_INPUT_FILE": 65,
     "BAD_DECK_FILE": 65,
     "BAD_CDR_FILE": 65,
+    "FILE_ERROR": 74,
     "STORE_ERROR": 74,
     "STORE_FULL": 74,
     "BAD_DECK_FORMAT": 74,
@@ -368,22 +369,16 @@ def cmd_profile_delete(args: argparse.Namespace) -> int:
 # -- rating
 
 def cmd_rate(args: argparse.Namespace) -> int:
-    from .decks import Decks
     from .engine import Deck
-    from .numbers import normalise_number
-    from .reference import ReferenceDeck
 
     with _open(args) as store, Deck(store, args.table) as deck:
-        call = deck.rate(args.number, args.at, args.duration, args.tech_prefix)
-        digits = normalise_number(args.number, args.tech_prefix)
-        # The breakdown comes from the reference engine over the rows this number can see.
-        ref = ReferenceDeck(deck.table, Decks(store).rows_for_number(args.table, digits))
-        priced = ref.price(digits, call.start, call.duration_s)
-    tiers = [{"prefix": c.prefix, "from_second": c.from_s, "increments": c.increments,
-              "increment": c.tier.increment_s, "seconds": c.seconds,
-              "price": str(c.tier.price), "unit": c.tier.unit_s} for c in priced.charges]
+        explained = deck.explain(args.number, args.at, args.duration, args.tech_prefix)
+    call = explained.call
+    tiers = [{"destination": c.destination, "from_second": c.from_s,
+              "increments": c.increments, "increment": c.increment_s, "seconds": c.seconds,
+              "price": str(c.price), "unit": c.unit_s} for c in explained.charges]
     out = call.to_json(deck.tz)
-    out["connect_fee"] = str(priced.row.connect_fee) if call.billed_seconds else "0"
+    out["connect_fee"] = str(explained.connect_fee)
     out["tiers"] = tiers
     if args.json:
         _print_json(out)
@@ -393,10 +388,13 @@ def cmd_rate(args: argparse.Namespace) -> int:
     print(f"  duration  {call.duration_s} s, billed {call.billed_seconds} s")
     for t in tiers:
         per = "min" if t["unit"] == 60 else f"{t['unit']} s"
+        other = "" if t["destination"] == call.destination else f" ({t['destination']})"
         print(f"  tier      from {t['from_second']} s: {t['increments']} x {t['increment']} s "
-              f"at {t['price']}/{per}")
-    if out["connect_fee"] != "0":
-        print(f"  connect   {out['connect_fee']}")
+              f"at {t['price']}/{per}{other}")
+    if explained.truncated:
+        print("  ...       (more stretches than shown)")
+    if explained.connect_fee:
+        print(f"  connect   {explained.connect_fee}")
     print(f"  cost      {call.cost} {call.currency}")
     return 0
 
@@ -564,6 +562,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except OSError as exc:                       # a file the user named, not a bug
+        if args.debug:
+            traceback.print_exc()
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"rater: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CODES["FILE_ERROR"]
     except Exception as exc:
         if args.debug:
             traceback.print_exc()

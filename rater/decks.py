@@ -154,15 +154,15 @@ class Decks:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._tables = store.db("tables")
-        self._rows = store.db("rows")
-        self._versions = store.db("versions")
-        self._compiled = store.db("compiled")
+        self._tables = store.tables
+        self._rows = store.rows
+        self._versions = store.versions
+        self._compiled = store.compiled
 
     # -- reading
 
     def _record(self, txn: Any, name: str) -> dict[str, Any] | None:
-        raw = txn.get(name.encode(), db=self._tables)
+        raw = self._tables.get(txn, name.encode())
         return None if raw is None else dict(json.loads(raw))
 
     def _require(self, txn: Any, name: str) -> dict[str, Any]:
@@ -182,16 +182,10 @@ class Decks:
 
     def tables(self) -> list[dict[str, Any]]:
         with self.store.read() as txn:
-            return [json.loads(v) for _, v in txn.cursor(db=self._tables)]
+            return [json.loads(v) for _, v in self._tables.items(txn)]
 
     def _iter_rows(self, txn: Any, name: str, prefix: str = "") -> Iterator[RateRow]:
-        start = name.encode() + b"\0" + prefix.encode()
-        cur = txn.cursor(db=self._rows)
-        if not cur.set_range(start):
-            return
-        for key, value in cur:
-            if not key.startswith(start):
-                break
+        for key, value in self._rows.items(txn, name.encode() + b"\0" + prefix.encode()):
             _, p, profile, eff = split_row_key(key)
             yield RateRow.from_stored(p, profile, eff, decode_stored(value))
 
@@ -208,34 +202,17 @@ class Decks:
         return [by_key[item[:3]] for items in windows.values()
                 for item, lo, hi in items if lo <= at < hi]
 
-    def rows_for_number(self, name: str, digits: str) -> list[RateRow]:
-        """Every stored row whose prefix begins the number: all a lookup of it can see."""
-        with self.store.read() as txn:
-            self._require(txn, name)
-            out: list[RateRow] = []
-            for n in range(1, len(digits) + 1):
-                out.extend(r for r in self._iter_rows(txn, name, digits[:n])
-                           if r.prefix == digits[:n])
-            return out
-
     def versions(self, name: str) -> list[Version]:
         with self.store.read() as txn:
             self._require(txn, name)
-            start = name.encode() + b"\0"
-            cur = txn.cursor(db=self._versions)
-            out = []
-            if cur.set_range(start):
-                for key, value in cur:
-                    if not key.startswith(start) or len(key) != len(start) + 4:
-                        break
-                    out.append(Version.from_bytes(value))
-            return out
+            return [Version.from_bytes(value)
+                    for _, value in self._versions.items(txn, name.encode() + b"\0")]
 
     def last_version(self, name: str) -> Version:
         """The version in force (the last one not rolled back)."""
         with self.store.read() as txn:
             rec = self._require(txn, name)
-            raw = txn.get(_version_key(name, rec["active"][-1]), db=self._versions)
+            raw = self._versions.get(txn, _version_key(name, rec["active"][-1]))
             return Version.from_bytes(raw)
 
     # -- changing
@@ -251,7 +228,7 @@ class Decks:
         version = Version(table=table.name, version=number, action=action, at=now,
                           before=rec["settings"] if rec else None, after=table.to_json(),
                           changes=changes, source=source)
-        txn.put(_version_key(table.name, number), version.to_bytes(), db=self._versions)
+        self._versions.put(txn, _version_key(table.name, number), version.to_bytes())
         active = ([*rec["active"], number] if rec else [number])
         self._put_record(txn, table, rec, compiled, active=active, next_version=number + 1,
                          updated=now, last=action)
@@ -266,20 +243,12 @@ class Decks:
                "created": rec["created"] if rec else updated, "updated": updated,
                "last_action": last, "prefixes": compiled.prefixes, "rows": compiled.rows,
                "compiled_bytes": len(compiled.blob)}
-        txn.put(table.name.encode(), json.dumps(new).encode(), db=self._tables)
-        txn.put(table.name.encode(), compiled.blob, db=self._compiled)
+        self._tables.put(txn, table.name.encode(), json.dumps(new).encode())
+        self._compiled.put(txn, table.name.encode(), compiled.blob)
 
     def _load(self, txn: Any, name: str) -> dict[bytes, bytes]:
         """Every stored row of a table, key -> value, undecoded."""
-        start = name.encode() + b"\0"
-        cur = txn.cursor(db=self._rows)
-        out: dict[bytes, bytes] = {}
-        if cur.set_range(start):
-            for key, value in cur:
-                if not key.startswith(start):
-                    break
-                out[key] = value
-        return out
+        return dict(self._rows.items(txn, name.encode() + b"\0"))
 
     def _items(self, txn: Any, name: str) -> Iterator[Item]:
         for key, value in self._load(txn, name).items():
@@ -445,14 +414,13 @@ class Decks:
             changes.append(Change(prefix, profile, eff, old, value))
         if replace:
             self._close_unlisted(txn, name, parsed, close_at, existing, fresh, changes, puts)
-        cur = txn.cursor(db=self._rows)
-        cur.putmulti(puts)
-        deleted = {}
+        self._rows.putmulti(txn, puts)
+        deleted = set()
         for c in changes:
             if c.after is None:
                 key = row_key(name, c.prefix, c.profile, c.effective_from)
-                txn.delete(key, db=self._rows)
-                deleted[key] = True
+                self._rows.delete(txn, key)
+                deleted.add(key)
         rows = list(fresh.values())
         for key, value in existing.items():
             if key not in fresh and key not in deleted:
@@ -498,24 +466,22 @@ class Decks:
             rec = self._require(txn, name)
             # A table always has a version: rolling back the first one removes the table.
             number = rec["active"][-1]
-            version = Version.from_bytes(txn.get(_version_key(name, number), db=self._versions))
+            version = Version.from_bytes(self._versions.get(txn, _version_key(name, number)))
             for c in reversed(version.changes):
                 key = row_key(name, c.prefix, c.profile, c.effective_from)
                 if c.before is None:
-                    txn.delete(key, db=self._rows)
+                    self._rows.delete(txn, key)
                 else:
-                    txn.put(key, c.before, db=self._rows)
+                    self._rows.put(txn, key, c.before)
             if version.before is None:
                 # The version created the table: nothing of it remains.
-                cur = txn.cursor(db=self._versions)
-                start = name.encode() + b"\0"
-                while cur.set_range(start) and cur.key().startswith(start):
-                    cur.delete()
-                txn.delete(name.encode(), db=self._tables)
-                txn.delete(name.encode(), db=self._compiled)
+                for key in [k for k, _ in self._versions.items(txn, name.encode() + b"\0")]:
+                    self._versions.delete(txn, key)
+                self._tables.delete(txn, name.encode())
+                self._compiled.delete(txn, name.encode())
                 return version
             version.rolled_back = int(time.time())
-            txn.put(_version_key(name, number), version.to_bytes(), db=self._versions)
+            self._versions.put(txn, _version_key(name, number), version.to_bytes())
             table = RateTable.from_json(version.before)
             compiled = self._compile(table, self._items(txn, name))
             self._put_record(txn, table, rec, compiled, active=rec["active"][:-1],

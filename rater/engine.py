@@ -13,13 +13,18 @@ crosses this boundary as :class:`~decimal.Decimal`; inside, it is integer nanos.
 
 Threads: a Deck's rating methods may be called from several threads at once;
 ``refresh()`` and ``close()`` must not run while another thread rates with the
-same Deck.
+same Deck. Each rating call holds the store's gate shared, so that a resize
+of the LMDB map (which moves the memory the engine reads) waits for it; code
+that uses :attr:`Deck.engine` directly should do the same with
+:meth:`Deck.using`. After a resize a deck reads the newest compiled deck.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +37,7 @@ from .errors import (
     InvalidInstant,
     InvalidNumber,
     NoRate,
+    RaterError,
     UnknownTable,
 )
 from .money import from_nano, to_nano
@@ -70,12 +76,38 @@ class RatedCall:
                 "cost": str(self.cost), "currency": self.currency}
 
 
+@dataclass(frozen=True)
+class Charge:
+    """A stretch of a call billed by one tier of one row."""
+
+    destination: str
+    from_s: int
+    increments: int
+    increment_s: int
+    price: Decimal
+    unit_s: int
+
+    @property
+    def seconds(self) -> int:
+        return self.increments * self.increment_s
+
+
+@dataclass(frozen=True)
+class Explained:
+    """A priced call and how it was billed."""
+
+    call: RatedCall
+    connect_fee: Decimal
+    charges: tuple[Charge, ...]
+    truncated: bool
+
+
 @dataclass
 class Batch:
     """Results of rating many calls; ``cost_nanos`` < 0 where a call was not priced."""
 
     cost_nanos: npt.NDArray[np.int64]
-    billed_seconds: npt.NDArray[np.int32]
+    billed_seconds: npt.NDArray[np.int64]
     row: npt.NDArray[np.int32]
     prefix_len: npt.NDArray[np.int8]
     priced: int
@@ -93,6 +125,7 @@ class Deck:
         self.name = name
         self._txn: Any = None
         self._engine: Engine | None = None
+        self._lost: RaterError | None = None
         self._attach()
         store.register(self)
 
@@ -101,12 +134,12 @@ class Deck:
     def _attach(self) -> None:
         txn = self.store.begin(buffers=True)
         try:
-            raw = txn.get(self.name.encode(), db=self.store.db("tables"))
+            raw = self.store.tables.get(txn, self.name.encode())
             if raw is None:
                 raise UnknownTable(f"no rate table named {self.name!r}",
                                    hint="`rater deck list` shows the rate tables")
             record = _json(raw)
-            blob = txn.get(self.name.encode(), db=self.store.db("compiled"))
+            blob = self.store.compiled.get(txn, self.name.encode())
             if blob is not None and address_of(blob) % 8:
                 # LMDB aligns only values on overflow pages (larger than half a page);
                 # a deck that small is copied, to the 8-byte alignment the engine reads.
@@ -130,10 +163,17 @@ class Deck:
             self._txn.abort()
             self._txn = None
 
+    def _reattach(self) -> None:
+        """After a resize of the map: the newest compiled deck, or closed with the reason."""
+        try:
+            self._attach()
+        except RaterError as exc:
+            self._lost = exc
+
     def refresh(self) -> bool:
         """Move to the newest compiled deck if the table changed; whether it did."""
         with self.store.read() as txn:
-            raw = txn.get(self.name.encode(), db=self.store.db("tables"))
+            raw = self.store.tables.get(txn, self.name.encode())
         if raw is not None and _json(raw)["stamp"] == self.stamp:
             return False
         self._detach()
@@ -154,8 +194,16 @@ class Deck:
     def engine(self) -> Engine:
         """The compiled engine itself: plain integers in and out, no checks."""
         if self._engine is None:
+            if self._lost is not None:
+                raise self._lost
             raise InvalidArgument(f"deck {self.name} is closed")
         return self._engine
+
+    @contextmanager
+    def using(self) -> Iterator[Engine]:
+        """The engine, with the store's gate held shared: no resize while it is used."""
+        with self.store.gate.shared():
+            yield self.engine
 
     @property
     def currency(self) -> str:
@@ -187,19 +235,45 @@ class Deck:
         start = self.instant(at)
         if not 0 <= duration_s <= MAX_SECONDS:
             raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
-        # The engine normalises the raw number itself, by the same rules.
-        cost, billed, row, plen = self.engine.rate(number, start, duration_s,
-                                                   tech_prefix.encode())
+        with self.using() as engine:
+            # The engine normalises the raw number itself, by the same rules.
+            cost, billed, row, plen = engine.rate(number, start, duration_s,
+                                                  tech_prefix.encode())
+            return self._rated(engine, number, digits, start, duration_s, cost, billed, row,
+                               plen)
+
+    def _rated(self, engine: Engine, number: str, digits: str, start: int, duration_s: int,
+               cost: int, billed: int, row: int, plen: int) -> RatedCall:
         if cost == UNMATCHED:
             raise NoRate(f"no rate for {number} in table {self.name} at "
                          f"{format_instant(start, self.tz)}")
         if cost < 0:
             raise InvalidArgument(f"cannot price {number} for {duration_s} s (status {cost})")
         return RatedCall(number=digits, prefix=digits[:plen],
-                         destination=self.engine.destination(row), start=start,
+                         destination=engine.destination(row), start=start,
                          duration_s=duration_s, billed_seconds=billed,
-                         cost=from_nano(cost, self.engine.row_decimals(row)),
+                         cost=from_nano(cost, engine.row_decimals(row)),
                          currency=self.currency, table=self.name)
+
+    def explain(self, number: str, at: int | str | datetime | None = None, duration_s: int = 60,
+                tech_prefix: str = "") -> Explained:
+        """Price one call and say how: each stretch billed by one tier of one row."""
+        digits = normalise_number(number, tech_prefix)
+        start = self.instant(at)
+        if not 0 <= duration_s <= MAX_SECONDS:
+            raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
+        with self.using() as engine:
+            cost, billed, row, plen, stretches, truncated = engine.charges(
+                number, start, duration_s, tech_prefix.encode())
+            call = self._rated(engine, number, digits, start, duration_s, cost, billed, row,
+                               plen)
+            charges = []
+            for r, tier, from_s, increments in stretches:
+                _, price, unit, increment = engine.tier_info(tier)
+                charges.append(Charge(engine.destination(r), from_s, increments, increment,
+                                      from_nano(price), unit))
+            fee = engine.row_info(row)["connect_fee"] if billed else 0
+        return Explained(call, from_nano(fee), tuple(charges), truncated)
 
     def max_duration(self, number: str, at: int | str | datetime | None, amount: Decimal,
                      limit_s: int = 86400, tech_prefix: str = "") -> int:
@@ -212,8 +286,9 @@ class Deck:
             nanos = to_nano(amount)
         except ValueError as exc:
             raise InvalidArgument(f"amount: {exc}") from None
-        seconds, row = self.engine.max_duration(number, start, nanos, limit_s,
-                                                tech_prefix.encode())
+        with self.using() as engine:
+            seconds, row = engine.max_duration(number, start, nanos, limit_s,
+                                               tech_prefix.encode())
         if row == UNMATCHED:
             raise NoRate(f"no rate for {number} in table {self.name}")
         if row < 0:
@@ -244,33 +319,55 @@ class Deck:
             arg = np.ascontiguousarray(nums, dtype=np.uint64)
         else:
             raise InvalidArgument("numbers must be a uint64 array or a bytes (S) array")
-        out = Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int32),
+        out = Batch(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int32),
                     np.empty(n, np.int8), 0)
-        out.priced = self.engine.rate_batch(arg, st, du, out.cost_nanos, out.billed_seconds,
-                                            out.row, out.prefix_len, tech_prefix.encode())
+        with self.using() as engine:
+            out.priced = engine.rate_batch(arg, st, du, out.cost_nanos, out.billed_seconds,
+                                           out.row, out.prefix_len, tech_prefix.encode())
+        return out
+
+    def max_duration_batch(self, numbers: npt.ArrayLike, starts: npt.ArrayLike,
+                           amounts_nanos: npt.ArrayLike, limit_s: int) -> npt.NDArray[np.int64]:
+        """The longest affordable call per number (uint64 E.164 digits), -1 where none matches.
+
+        ``amounts_nanos``: int64 amounts in nanos of the table's currency.
+        """
+        import numpy as np
+
+        nums = np.ascontiguousarray(numbers, dtype=np.uint64)
+        st = np.ascontiguousarray(starts, dtype=np.int64)
+        am = np.ascontiguousarray(amounts_nanos, dtype=np.int64)
+        if not 0 <= limit_s <= MAX_SECONDS:
+            raise InvalidArgument(f"limit {limit_s} must be 0..{MAX_SECONDS} seconds")
+        out = np.empty(len(nums), np.int64)
+        with self.using() as engine:
+            engine.max_duration_batch(nums, st, am, limit_s, out)
         return out
 
     def destinations(self, rows: npt.NDArray[np.int32]) -> list[str]:
         """Destination names for a batch's rows ('' where unmatched)."""
-        names = self.engine.destination_names()
-        dest = self._rows()["dest"]
+        with self.using() as engine:
+            names = engine.destination_names()
+            dest = self._row_field(engine, "dest")
         return [names[dest[r]] if r >= 0 else "" for r in rows.tolist()]
 
     def costs(self, batch: Batch) -> list[Decimal | None]:
         """A batch's costs as Decimals with their rows' decimal places (None: unmatched)."""
-        decimals = self._rows()["decimals"]
+        with self.using() as engine:
+            decimals = self._row_field(engine, "decimals")
         return [from_nano(c, int(decimals[r])) if c >= 0 else None
                 for c, r in zip(batch.cost_nanos.tolist(), batch.row.tolist(), strict=True)]
 
-    def _rows(self) -> npt.NDArray[Any]:
+    def _row_field(self, engine: Engine, name: str) -> npt.NDArray[Any]:
+        """One field of every compiled row (a copy: still valid after the deck moves on)."""
         import numpy as np
 
         from . import deckformat as fmt
 
-        h = self.engine.header()
-        assert self._txn is not None
-        blob = self._txn.get(self.name.encode(), db=self.store.db("compiled"))
-        return np.frombuffer(blob, fmt.ROW_DTYPE, count=h["n_rows"], offset=h["off_rows"])
+        h = engine.header()
+        blob = self.store.compiled.get(self._txn, self.name.encode())
+        rows = np.frombuffer(blob, fmt.ROW_DTYPE, count=h["n_rows"], offset=h["off_rows"])
+        return rows[name].copy()
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -81,6 +81,12 @@ class Conflict(RaterError):
     code = "CONFLICT"
 
 
+class FileError(RaterError):
+    """A file cannot be read or written (missing, no permission, no space)."""
+
+    code = "FILE_ERROR"
+
+
 class StoreError(RaterError):
     """The LMDB environment cannot be opened or read."""
 

@@ -1,12 +1,16 @@
 """The LMDB environment of a data directory.
 
-Layout: ``DATA/lmdb/`` holds one LMDB environment with named databases:
+Layout: ``DATA/lmdb/`` holds one LMDB environment. Records of each kind live
+in its main database under their own key prefix (a :class:`Space`):
 
-``meta``      the store's format version
-``tables``    rate table name -> settings and facts (JSON)
-``rows``      table, prefix, profile, effective_from -> one rate row (JSON)
-``versions``  table, version number -> what one change did (compressed JSON)
-``compiled``  table name -> the compiled deck the engine reads in place
+``m/`` meta      the store's format version
+``t/`` tables    rate table name -> settings and facts (JSON)
+``r/`` rows      table, prefix, profile, effective_from -> one rate row (JSON)
+``v/`` versions  table, version number -> what one change did (compressed JSON)
+``c/`` compiled  table name -> the compiled deck the engine reads in place
+
+(Named LMDB databases would need a write transaction in every process that
+opens them, which would make any command wait for a running import.)
 
 Concurrency contract
 --------------------
@@ -19,10 +23,13 @@ Concurrency contract
   it reads a compiled deck in place; its pages stay valid, whatever writers
   do, until the deck moves on (``refresh()``) or closes. Keep such readers
   short-lived or refreshed: LMDB cannot reuse the pages an old snapshot holds.
-* A full map grows by doubling up to ``storage.max_map_size``, and only while
-  this process has no deck open (a remap moves the memory the engine reads);
-  otherwise the write fails with STORE_FULL and changes nothing. When another
-  process has grown the map, :meth:`Store.begin` adopts the new size.
+* A full map grows by doubling up to ``storage.max_map_size``; beyond, the
+  write fails with STORE_FULL and changes nothing. When another process has
+  grown the map, :meth:`Store.begin` adopts the new size. A resize moves the
+  memory decks read in place, so it waits until no rating call is running
+  (each holds :attr:`Store.gate` shared), lets every open deck go, remaps, and
+  reopens them on the newest compiled decks; a deck whose table has gone
+  stays closed.
 * After ``fork()``, the child must open its own :class:`Store`: LMDB
   environments are not shared across a fork.
 """
@@ -32,7 +39,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -43,7 +50,6 @@ from .config import StorageConfig
 from .errors import StoreError, StoreFull
 
 FORMAT = 1
-DATABASES = ("meta", "tables", "rows", "versions", "compiled")
 
 T = TypeVar("T")
 
@@ -52,7 +58,79 @@ class Reader(Protocol):
     """A long-lived reader that must let go of the map while it is resized."""
 
     def _detach(self) -> None: ...
-    def _attach(self) -> None: ...
+    def _reattach(self) -> None: ...
+
+
+class Space:
+    """One kind of record: keys under a tag in the environment's main database."""
+
+    def __init__(self, tag: bytes) -> None:
+        self.tag = tag
+
+    def get(self, txn: Any, key: bytes) -> Any:
+        return txn.get(self.tag + key)
+
+    def put(self, txn: Any, key: bytes, value: bytes) -> None:
+        txn.put(self.tag + key, value)
+
+    def putmulti(self, txn: Any, items: Iterable[tuple[bytes, bytes]]) -> None:
+        txn.cursor().putmulti([(self.tag + k, v) for k, v in items])
+
+    def delete(self, txn: Any, key: bytes) -> bool:
+        return bool(txn.delete(self.tag + key))
+
+    def items(self, txn: Any, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every record whose key starts with ``prefix``, in key order."""
+        start = self.tag + prefix
+        cur = txn.cursor()
+        if not cur.set_range(start):
+            return
+        n = len(self.tag)
+        for key, value in cur:
+            if not key.startswith(start):
+                break
+            yield key[n:], value
+
+
+class Gate:
+    """Any number of users at once, or one resizer alone (a readers-writer lock).
+
+    A waiting resizer stops new users from entering, so it is never starved.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._users = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                if not self._users:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._users:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
 
 
 class Store:
@@ -70,26 +148,38 @@ class Store:
                                       "or point --data / RATER_DATA at the data directory")
             path.mkdir(parents=True, exist_ok=True)
         try:
-            self.env = lmdb.open(str(path), map_size=self.config.map_size,
-                                 max_dbs=len(DATABASES) + 4, max_readers=1024,
-                                 readahead=False, meminit=False, sync=self.config.sync)
+            self.env = lmdb.open(str(path), map_size=self.config.map_size, max_dbs=0,
+                                 max_readers=1024, readahead=False, meminit=False,
+                                 sync=self.config.sync)
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the LMDB environment in {path}: {exc}") from None
-        self._dbs: dict[str, Any] = {}
+        self.meta = Space(b"m/")
+        self.tables = Space(b"t/")
+        self.rows = Space(b"r/")
+        self.versions = Space(b"v/")
+        self.compiled = Space(b"c/")
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._lock = threading.Lock()
-        with self.env.begin(write=True) as txn:
-            for name in DATABASES:
-                self._dbs[name] = self.env.open_db(name.encode(), txn=txn)
-            raw = txn.get(b"format", db=self._dbs["meta"])
-            if raw is None:
-                txn.put(b"format", json.dumps({"format": FORMAT}).encode(), db=self._dbs["meta"])
-            elif json.loads(raw)["format"] > FORMAT:
-                raise StoreError(f"{path} was written by a newer rater (store format "
-                                 f"{json.loads(raw)['format']}, this one reads {FORMAT})")
+        #: Held shared by every call that reads a deck in place, exclusively by a resize.
+        self.gate = Gate()
+        try:
+            self._open_databases()
+        except BaseException:
+            self.env.close()
+            raise
 
-    def db(self, name: str) -> Any:
-        return self._dbs[name]
+    def _open_databases(self) -> None:
+        with self.env.begin() as txn:
+            raw = self.meta.get(txn, b"format")
+        if raw is None:
+            with self.env.begin(write=True) as txn:
+                raw = self.meta.get(txn, b"format")
+                if raw is None:
+                    raw = json.dumps({"format": FORMAT}).encode()
+                    self.meta.put(txn, b"format", raw)
+        found = json.loads(raw)["format"]
+        if found > FORMAT:
+            raise StoreError(f"{self.data_dir} was written by a newer rater (store format "
+                             f"{found}, this one reads {FORMAT})")
 
     def close(self) -> None:
         self.env.close()
@@ -162,16 +252,11 @@ class Store:
         if size >= self.config.max_map_size:
             raise StoreFull(f"the LMDB map is full at {size} bytes "
                             f"(storage.max_map_size); nothing was written")
-        new = min(size * 2, self.config.max_map_size)
-        if len(self._readers):
-            raise StoreFull(f"the LMDB map is full at {size} bytes and cannot grow while "
-                            f"this process reads decks; nothing was written",
-                            hint="raise storage.map_size, or import from a process "
-                                 "that has no deck open (rater deck import)")
-        self._resize(new)
+        self._resize(min(size * 2, self.config.max_map_size))
 
     def _resize(self, size: int) -> None:
-        with self._lock:
+        """Set the map size (0: adopt another process's), once no deck is being read."""
+        with self.gate.exclusive():
             readers = list(self._readers)
             for r in readers:
                 r._detach()
@@ -179,4 +264,4 @@ class Store:
                 self.env.set_mapsize(size)
             finally:
                 for r in readers:
-                    r._attach()
+                    r._reattach()

@@ -156,7 +156,7 @@ def test_batch_equals_single_calls(data: st.DataObject) -> None:
     as_bytes = raw.view(np.uint8).reshape(len(sample), raw.dtype.itemsize)
     for arg, as_int in ((numbers, True), (as_bytes, False)):
         n = len(sample)
-        cost, billed = np.empty(n, np.int64), np.empty(n, np.int32)
+        cost, billed = np.empty(n, np.int64), np.empty(n, np.int64)
         row, plen = np.empty(n, np.int32), np.empty(n, np.int8)
         e.rate_batch(arg, starts, durations, cost, billed, row, plen)
         for i, (number, start, duration) in enumerate(sample):
