@@ -17,7 +17,7 @@ import numpy as np
 
 from . import deckformat as fmt
 from ._engine import Engine, build_trie
-from .money import METHODS
+from .money import METHODS, from_nano
 from .tariff import Item, RateRow, RateTable
 from .timeutil import days_from_civil, transitions
 
@@ -126,6 +126,10 @@ def compile_rows(table: RateTable, items: Iterable[Item]) -> Compiled:
         node_nrows[k] = len(entries) | (NODE_ALWAYS if always else 0)
         for (_, profile, _, st), lo, hi in entries:
             _, dest, fee, tiers, min_s, grace, cap, dec, method, _ = st
+            places = default_dec if dec is None else dec
+            if cap is not None and cap % 10 ** (9 - places):
+                raise CompileError(f"prefix {p}: its cost cap {from_nano(cap)} has more decimal "
+                                   f"places than the rounding rule's {places}")
             dest_id = dest_ids.get(dest)
             if dest_id is None:
                 dest_id = dest_ids[dest] = len(dest_ids)

@@ -145,11 +145,17 @@ def _read_table(path: Path, delimiter: str | None, sheet: str | None, problems: 
         delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
     def records() -> Iterator[tuple[int, Sequence[Any]]]:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        # strict: a stray or unclosed quote is an error, not a field swallowing lines
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
         start = 1
-        for cells in reader:
-            yield start, cells
-            start = reader.line_num + 1
+        try:
+            for cells in reader:
+                yield start, cells
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise DeckFileError([Problem(problems.path, start, None, None,
+                                         f"not readable as CSV: {exc}")],
+                                hint="check the quoting of that line") from None
 
     return records(), delimiter, text.count("\n") + 1
 
@@ -171,9 +177,14 @@ def _read_xlsx(path: Path, sheet: str | None, problems: _Problems
     ws = book[sheet] if sheet else book.worksheets[0]
 
     def records() -> Iterator[tuple[int, Sequence[Any]]]:
+        i = 0
         try:
             for i, row in enumerate(ws.iter_rows(values_only=True), start=1):
                 yield i, ["" if v is None else v for v in row]
+        except Exception as exc:  # a damaged sheet: openpyxl raises many kinds
+            raise DeckFileError([Problem(problems.path, i + 1, None, None,
+                                         f"the sheet cannot be read past here ({exc})")]
+                                ) from None
         finally:
             book.close()
 
@@ -297,6 +308,7 @@ def parse_deck(path: str | Path, table: RateTable, *, columns: dict[str, str] | 
     # Lines of one row (its tiers) share prefix, profile and effective date.
     groups: dict[tuple[str, str, int | None], dict[int, tuple[int, tuple[Any, ...]]]] = {}
     lines = 1
+    repeated = False
     for line, cells in records:
         lines = line
         if progress is not None and not line & 0x1FFF:
@@ -318,6 +330,7 @@ def parse_deck(path: str | Path, table: RateTable, *, columns: dict[str, str] | 
             if on_duplicate == "error":
                 problems.add(line, _col(mapping, "prefix"), "prefix",
                              f"{what} is already on line {first_line}")
+                repeated = True
                 continue
             warnings.append(f"{shown}:{line}: {what} repeats line {first_line}; "
                             f"kept the {on_duplicate} one")
@@ -326,7 +339,7 @@ def parse_deck(path: str | Path, table: RateTable, *, columns: dict[str, str] | 
         tiers[fs] = (line, parsed)
     hint = "nothing was imported; the previous deck is still in force"
     problems.raise_if_any(hint=hint + ("; --on-duplicate first|last keeps one of repeated rows"
-                                       if on_duplicate == "error" else ""))
+                                       if repeated else ""))
 
     rows: list[Item] = []
     for key, tiers in groups.items():
@@ -506,7 +519,7 @@ def _assemble(key: tuple[str, str, int | None], tiers: dict[int, tuple[int, tupl
         tline, t = tiers[s]
         rate, a, b = t[3], t[5], t[6]
         nxt = starts[i + 1] if i + 1 < len(starts) else None
-        if a != b and nxt is not None and s + a > nxt:
+        if nxt is not None and s + a > nxt:
             problems.add(tline, _col(mapping, "increment"), "increment",
                          f"the first increment ({a} s) runs past the next tier at second {nxt}")
             return None, line

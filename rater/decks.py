@@ -37,6 +37,7 @@ from .tariff import Item, RateRow, RateTable, Rounding, TimeProfile, decode_stor
 from .timeutil import parse_instant, zone
 
 NEVER = -(2**63)
+CLOSED = b"[1,"          # how every stored closure begins (tariff.encode_stored)
 T = TypeVar("T")
 
 
@@ -324,6 +325,8 @@ class Decks:
                     on_duplicate: str = "error",
                     progress: Progress | None = None) -> ImportReport:
         """Import a deck file into a table (created if new): atomic, one version."""
+        if effective is not None and not replace:
+            raise InvalidArgument("an effective date for closing prefixes needs --replace")
         note = progress.note if progress is not None else (lambda _: None)
         with self.store.read() as txn:
             rec = self._record(txn, name)
@@ -395,17 +398,32 @@ class Decks:
 
     def _merge(self, txn: Any, name: str, parsed: ParsedDeck, replace: bool,
                close_at: int) -> tuple[list[Change], int, list[Item]]:
-        """Write the file's rows over the table's; the changes, the unchanged count, the rows."""
+        """Write the file's rows over the table's; the changes, the unchanged count, the rows.
+
+        A row listed again reopens its prefix: closures of its series dated at or
+        after the row's effective date are removed.
+        """
         existing = self._load(txn, name)
-        fresh: dict[bytes, Item] = {}
+        fresh = {row_key(name, item[0], item[1], item[2]): item for item in parsed.rows}
         changes: list[Change] = []
+        # Where each series (prefix and profile) of the file starts.
+        start_of: dict[tuple[str, str], int] = {}
+        for prefix, profile, eff, _ in parsed.rows:
+            e = NEVER if eff is None else eff
+            start_of[(prefix, profile)] = min(e, start_of.get((prefix, profile), e))
+        deleted: set[bytes] = set()
+        for key, value in existing.items():
+            if key in fresh or not value.startswith(CLOSED):
+                continue
+            _, prefix, profile, eff = split_row_key(key)
+            start = start_of.get((prefix, profile))
+            if start is not None and (NEVER if eff is None else eff) >= start:
+                deleted.add(key)
+                changes.append(Change(prefix, profile, eff, value, None))
         unchanged = 0
         puts: list[tuple[bytes, bytes]] = []
-        for item in parsed.rows:
-            prefix, profile, eff, st = item
-            key = row_key(name, prefix, profile, eff)
+        for key, (prefix, profile, eff, st) in fresh.items():
             value = encode_stored(st)
-            fresh[key] = item
             old = existing.get(key)
             if old == value:
                 unchanged += 1
@@ -413,14 +431,11 @@ class Decks:
             puts.append((key, value))
             changes.append(Change(prefix, profile, eff, old, value))
         if replace:
-            self._close_unlisted(txn, name, parsed, close_at, existing, fresh, changes, puts)
+            deleted |= self._close_unlisted(name, parsed, close_at, existing, fresh, changes,
+                                            puts)
         self._rows.putmulti(txn, puts)
-        deleted = set()
-        for c in changes:
-            if c.after is None:
-                key = row_key(name, c.prefix, c.profile, c.effective_from)
-                self._rows.delete(txn, key)
-                deleted.add(key)
+        for key in deleted:
+            self._rows.delete(txn, key)
         rows = list(fresh.values())
         for key, value in existing.items():
             if key not in fresh and key not in deleted:
@@ -428,21 +443,25 @@ class Decks:
                 rows.append((prefix, profile, eff, decode_stored(value)))
         return changes, unchanged, rows
 
-    def _close_unlisted(self, txn: Any, name: str, parsed: ParsedDeck, close_at: int,
+    def _close_unlisted(self, name: str, parsed: ParsedDeck, close_at: int,
                         existing: dict[bytes, bytes], fresh: dict[bytes, Item],
-                        changes: list[Change], puts: list[tuple[bytes, bytes]]) -> None:
-        """For ``replace``: close, from ``close_at``, each prefix the file does not list."""
-        listed = {item[0] for item in parsed.rows}
-        series: dict[tuple[str, str], list[tuple[int | None, bytes]]] = {}
+                        changes: list[Change], puts: list[tuple[bytes, bytes]]) -> set[bytes]:
+        """For ``replace``: close, from ``close_at``, each prefix and profile the file does not
+        list; their rows dated after that are removed (the keys returned)."""
+        listed = {(item[0], item[1]) for item in parsed.rows}
+        series: dict[tuple[str, str], list[tuple[int | None, bytes, bytes]]] = {}
         for key, value in existing.items():    # in key order: by effective date in a series
             _, prefix, profile, eff = split_row_key(key)
-            if prefix not in listed:
-                series.setdefault((prefix, profile), []).append((eff, value))
+            if (prefix, profile) not in listed:
+                series.setdefault((prefix, profile), []).append((eff, key, value))
         closure = RateRow(prefix="", closed=True).to_stored()
+        raw = encode_stored(closure)
+        removed: set[bytes] = set()
         for (prefix, profile), items in series.items():
             in_force: tuple[int | None, bytes] | None = None
-            for eff, value in items:
+            for eff, key, value in items:
                 if eff is not None and eff > close_at:
+                    removed.add(key)
                     changes.append(Change(prefix, profile, eff, value, None))
                 else:
                     in_force = (eff, value)
@@ -453,11 +472,11 @@ class Decks:
             if st[0] or (st[9] is not None and st[9] <= close_at):
                 continue
             key = row_key(name, prefix, profile, close_at)
-            raw = encode_stored(closure)
             puts.append((key, raw))
             fresh[key] = (prefix, profile, close_at, closure)
             changes.append(Change(prefix, profile, close_at,
                                   value if eff == close_at else None, raw))
+        return removed
 
     def rollback(self, name: str) -> Version:
         """Undo the table's last version; returns what was undone."""

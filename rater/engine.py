@@ -172,10 +172,11 @@ class Deck:
 
     def refresh(self) -> bool:
         """Move to the newest compiled deck if the table changed; whether it did."""
-        with self.store.read() as txn:
+        before = self.stamp
+        with self.store.read() as txn:       # adopting a resized map reattaches: newest
             raw = self.store.tables.get(txn, self.name.encode())
         if raw is not None and _json(raw)["stamp"] == self.stamp:
-            return False
+            return self.stamp != before
         self._detach()
         self._attach()
         return True

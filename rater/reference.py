@@ -163,6 +163,8 @@ class ReferenceDeck:
         if found is None:
             raise NoRate(f"no rate for {number} in table {self.table.name}")
         row, prefix = found
+        if amount_nano < 0:
+            return 0            # not even a free call costs less than nothing
         steps = self._walk(digits, start, row, prefix, max(limit_s, row.min_duration_s))
         best = 0
         k = 0

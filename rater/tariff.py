@@ -29,6 +29,7 @@ from .money import MAX_DECIMALS, METHODS, from_nano, to_nano
 MAX_SECONDS = 2**31 - 1
 MAX_NANOS = 2**62
 MAX_WEIGHT = 1_000_000
+MAX_TIERS = 1000
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAYS = frozenset(range(7))
@@ -166,7 +167,8 @@ def parse_window(text: str) -> list[tuple[int, int]]:
         raise ValueError(f"{text!r} is not a window such as 08:00-18:00")
     a = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3] or 0)
     b = int(m[4]) * 3600 + int(m[5]) * 60 + int(m[6] or 0)
-    if a > 86400 or b > 86400 or int(m[2]) > 59 or int(m[5]) > 59:
+    if (a > 86400 or b > 86400 or int(m[2]) > 59 or int(m[5]) > 59
+            or int(m[3] or 0) > 59 or int(m[6] or 0) > 59):
         raise ValueError(f"{text!r} is not a time of day")
     if a == b:
         raise ValueError(f"{text!r} is an empty window")
@@ -271,6 +273,8 @@ def stored_problems(st: Stored, table_rounding: Rounding,
     out: list[tuple[str, str]] = []
     if not tiers:
         out.append(("rate", "a row needs a price"))
+    if len(tiers) > MAX_TIERS:
+        out.append(("from_second", f"{len(tiers)} tiers; a row may have {MAX_TIERS}"))
     prev = -1
     for i, (from_s, price, unit, inc) in enumerate(tiers):
         if i == 0 and from_s != 0:

@@ -571,3 +571,72 @@ def test_chunked_big_file_equals_rate_batch(deck: Deck, tmp_path: Path) -> None:
             assert row[4:] == ["", "", "", ""]
         else:
             assert row[5:] == [names[i], str(billed[i]), str(costs[i])]
+
+
+# -- what a reader could misread
+
+
+def test_text_after_a_closing_quote_belongs_to_the_field(deck: Deck, tmp_path: Path) -> None:
+    # Python's csv module reads "44"71234 as 4471234; so must the compiled reader.
+    src = write(tmp_path / "q.csv", 'id,start,number,duration\n'
+                                    '1,2026-11-23 10:00,"44"7911123,60\n'
+                                    '"2"x,2026-11-23 10:00,"44"20 7946,60\n')
+    rate_file(deck, src, tmp_path / "out.csv", progress=False)
+    rows = read_rows(tmp_path / "out.csv")
+    assert rows[0][:4] == ["1", "2026-11-23 10:00", "447911123", "60"]
+    assert rows[0][4:] == expected_fields(deck, "447911123", "2026-11-23 10:00", 60)
+    assert rows[0][4] == "447"
+    assert rows[1][0] == "2x" and rows[1][4] == "4420"
+
+
+@pytest.mark.parametrize("fmt", ["canonical", "asterisk"])
+def test_a_number_with_a_nul_byte_is_unmatched(deck: Deck, tmp_path: Path, fmt: str) -> None:
+    if fmt == "canonical":
+        text = "id,start,number,duration\n1,2026-11-23 10:00,447\x00123,60\n"
+    else:
+        fields = ["", "100", "447\x00123", "ctx", "", "SIP/a", "SIP/b", "Dial", "",
+                  "2026-11-23 10:00:00", "2026-11-23 10:00:00", "2026-11-23 10:01:00",
+                  "60", "60", "ANSWERED", "DOCUMENTATION", "id1", ""]
+        text = ",".join(f'"{f}"' for f in fields) + "\n"
+    src = tmp_path / "nul.csv"
+    src.write_text(text)
+    summary = rate_file(deck, src, tmp_path / "out.csv", fmt=fmt, progress=False)
+    assert (summary.rows, summary.rated, summary.unmatched) == (1, 0, 1)
+
+
+def test_separators_do_not_count_toward_a_numbers_length(deck: Deck, tmp_path: Path) -> None:
+    number = "44" + " " * 300 + "7911123"
+    fields = ["", "100", number, "ctx", "", "SIP/a", "SIP/b", "Dial", "",
+              "2026-11-23 10:00:00", "2026-11-23 10:00:00", "2026-11-23 10:01:00",
+              "60", "60", "ANSWERED", "DOCUMENTATION", "id1", ""]
+    src = write(tmp_path / "long.csv", ",".join(f'"{f}"' for f in fields) + "\n")
+    rate_file(deck, src, tmp_path / "out.csv", progress=False)
+    (row,) = read_rows(tmp_path / "out.csv")
+    assert row[4:] == expected_fields(deck, number, "2026-11-23 10:00:00", 60)
+    assert row[4] == "447"
+
+
+def test_a_canonical_file_with_a_byte_order_mark_is_recognised(deck: Deck,
+                                                                tmp_path: Path) -> None:
+    src = tmp_path / "bom.csv"
+    src.write_bytes(b"\xef\xbb\xbfid,start,number,duration\nc1,2026-11-23 10:00,4420123,60\n")
+    summary = rate_file(deck, src, tmp_path / "out.csv", progress=False)
+    assert summary.format == "canonical" and summary.rated == 1
+
+
+def test_the_output_file_is_created_like_any_other(deck: Deck, tmp_path: Path) -> None:
+    src = write(tmp_path / "c.csv", "id,start,number,duration\nc1,2026-11-23 10:00,44,60\n")
+    out = tmp_path / "out.csv"
+    rate_file(deck, src, out, progress=False)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_an_output_directory_that_does_not_exist_is_a_clear_error(deck: Deck,
+                                                                  tmp_path: Path) -> None:
+    from rater.errors import FileError
+
+    src = write(tmp_path / "c.csv", "id,start,number,duration\nc1,2026-11-23 10:00,44,60\n")
+    with pytest.raises(FileError, match="cannot write"):
+        rate_file(deck, src, tmp_path / "missing" / "out.csv", progress=False)

@@ -267,6 +267,34 @@ def test_rate_json(data: Path) -> None:
     assert call["table"] == "carrier"
 
 
+def test_rate_json_says_how_the_call_was_billed(data: Path, tmp_path: Path) -> None:
+    call = rate_json(data, "+44 7911 123456", at="2026-11-23T10:15", duration=61)
+    assert call["connect_fee"] == "0.01"
+    assert [(t["from_second"], t["increments"], t["increment"], t["price"])
+            for t in call["tiers"]] == [(0, 1, 60, "0.08"), (60, 1, 6, "0.08")]
+    assert sum(t["seconds"] for t in call["tiers"]) == call["billed_seconds"] == 66
+    # Split at a profile boundary: each stretch names the row that billed it.
+    ok(run_cli("deck", "create", "split", "--currency", "EUR", "--timezone", "Europe/Berlin",
+               "--profile-boundary", "split", data=data))
+    ok(run_cli("deck", "profile", "add", "split", "peak", "--days", "mon-fri",
+               "--time", "08:00-20:00", data=data))
+    deck = write(tmp_path / "split.csv", "prefix,destination,rate,profile\n"
+                                        "44,UK off-peak,0.05,\n44,UK peak,0.10,peak\n")
+    ok(run_cli("deck", "import", str(deck), "--table", "split", data=data))
+    out = json.loads(ok(run_cli("rate", "4420", "--table", "split", "--at", "2026-11-23T19:59",
+                                "--duration", "120", "--json", data=data)))
+    assert out["cost"] == "0.1500"
+    assert [(t["destination"], t["seconds"]) for t in out["tiers"]] == [
+        ("UK peak", 60), ("UK off-peak", 60)]
+
+
+def test_rate_for_a_very_long_call(data: Path) -> None:
+    # 30 days of a call: the breakdown comes per tier, not per increment.
+    call = rate_json(data, "+44 7911 123456", at="2026-11-23T10:15", duration=2_592_000)
+    assert call["billed_seconds"] == 2_592_000
+    assert Decimal(call["cost"]) == Decimal("0.01") + Decimal("0.08") * 43_200
+
+
 def test_rate_human(data: Path) -> None:
     out = ok(run_cli("rate", "+44 7911 123456", "--table", "carrier", "--at",
                      "2026-11-23T10:15", "--duration", "61", data=data))
@@ -288,6 +316,14 @@ CDRS = ("id,start,number,duration\n"
         "c1,2026-11-23 10:15:00,+44 7911 123456,61\n"
         "c2,2026-11-24 15:05:00,+882 1234 5678,42\n"
         "c3,2026-12-31 23:58:30,+49 151 2345 6789,125\n")
+
+
+def test_rate_file_into_a_missing_directory(data: Path, tmp_path: Path) -> None:
+    cdrs = write(tmp_path / "cdrs.csv", CDRS)
+    proc = run_cli("rate-file", str(cdrs), "--table", "carrier", "-o",
+                   str(tmp_path / "nowhere" / "rated.csv"), data=data)
+    assert proc.returncode == EXIT_CODES["FILE_ERROR"] == 74
+    assert proc.stderr.startswith("rater: error: cannot write") and "Traceback" not in proc.stderr
 
 
 def test_rate_file_writes_csv_and_summary(data: Path, tmp_path: Path) -> None:

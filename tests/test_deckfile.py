@@ -120,6 +120,40 @@ def test_first_increment_running_past_next_tier_is_rejected(tmp_path: Path,
     assert "next tier at second 30" in exc.value.problems[0].message
 
 
+def test_a_single_increment_running_past_the_next_tier_is_rejected_too(
+        tmp_path: Path, table: RateTable) -> None:
+    p = write(tmp_path / "deck.csv", "prefix,rate,increment,from_second\n"
+                                     "49,0.10,60,0\n49,0.05,1,30\n")
+    with pytest.raises(DeckFileError) as exc:
+        parse_deck(p, table)
+    assert problems_of(exc) == [(2, 3, "increment")]
+
+
+def test_an_unclosed_quote_is_named_not_swallowed(tmp_path: Path, table: RateTable) -> None:
+    p = write(tmp_path / "deck.csv", 'prefix,destination,rate\n44,UK,0.05\n33,"France,0.03\n'
+                                     "49,Germany,0.04\n")
+    with pytest.raises(DeckFileError) as exc:
+        parse_deck(p, table)
+    (problem,) = exc.value.problems
+    assert problem.line == 3 and "not readable as CSV" in problem.message
+
+
+def test_a_field_beyond_the_csv_limit_is_an_error_with_its_line(tmp_path: Path,
+                                                                table: RateTable) -> None:
+    p = write(tmp_path / "deck.csv", "prefix,destination,rate\n44,UK,0.05\n"
+                                     f"33,{'x' * 200_000},0.03\n")
+    with pytest.raises(DeckFileError) as exc:
+        parse_deck(p, table)
+    assert exc.value.problems[0].line == 3
+
+
+def test_too_many_tiers(tmp_path: Path, table: RateTable) -> None:
+    lines = "".join(f"44,0.01,1,{s}\n" for s in range(1001))
+    p = write(tmp_path / "deck.csv", "prefix,rate,increment,from_second\n" + lines)
+    with pytest.raises(DeckFileError, match="1001 tiers; a row may have 1000"):
+        parse_deck(p, table)
+
+
 def test_profile_rows_are_separate_from_plain_rows(tmp_path: Path, table: RateTable) -> None:
     p = write(tmp_path / "deck.csv", "prefix,rate,profile\n44,0.10,\n44,0.02,offpeak\n")
     parsed = parse_deck(p, table)

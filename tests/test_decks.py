@@ -22,7 +22,7 @@ from rater.errors import (
     UnknownTable,
 )
 from rater.store import Store
-from rater.tariff import TimeProfile, parse_days, parse_window
+from rater.tariff import Rounding, TimeProfile, parse_days, parse_window
 
 NAME = "carrier1"
 
@@ -266,6 +266,59 @@ def test_replace_keeps_a_closure_already_in_force(tmp_path: Path, decks: Decks) 
     # 447 is closed already: no second closure; everything else is unchanged
     assert again.summary == {"added": 0, "changed": 0, "closed": 0, "removed": 0}
     assert again.unchanged == 2
+
+
+def test_listing_a_closed_prefix_again_reopens_it(tmp_path: Path, store: Store,
+                                                  decks: Decks) -> None:
+    full = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.05\n447,UK Mobile,0.10\n",
+                     "full.csv")
+    decks.import_file(full, NAME, currency="USD")
+    decks.import_file(deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.05\n", "a.csv"),
+                      NAME, replace=True, effective="2026-06-01")
+    assert matched_prefix(store, "4471", JULY) == "44"
+    again = decks.import_file(full, NAME, replace=True, effective="2026-08-01")
+    # The closure is what changed: removed, and 447 prices again at all times.
+    assert again.summary == {"added": 0, "changed": 0, "closed": 0, "removed": 1}
+    assert matched_prefix(store, "4471", JULY) == "447"
+    assert not any(r.closed for r in decks.rows(NAME))
+    # A plain (merging) import listing a prefix reopens it from the row's date.
+    decks.import_file(deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.05\n", "b.csv"),
+                      NAME, replace=True, effective="2026-06-01")
+    decks.import_file(deck_file(tmp_path, "prefix,destination,rate,effective_from\n"
+                                          "447,UK Mobile,0.12,2026-09-01\n", "c.csv"), NAME)
+    assert matched_prefix(store, "4471", JULY) == "44"          # closed until then
+    assert cost(store, "4471", OCT) == Decimal("0.12")          # open again from its date
+
+
+def test_replace_closes_a_profile_row_the_file_no_longer_lists(tmp_path: Path, store: Store,
+                                                               decks: Decks) -> None:
+    decks.create(NAME, currency="USD")
+    decks.configure(NAME, profile=TimeProfile("night", windows=tuple(parse_window("00:00-06:00"))))
+    decks.import_file(deck_file(tmp_path, "prefix,rate,profile\n44,0.10,\n44,0.05,night\n"),
+                      NAME)
+    assert cost(store, "441", at(2026, 7, 15, 3)) == Decimal("0.05")
+    report = decks.import_file(deck_file(tmp_path, "prefix,rate\n44,0.10\n", "az.csv"), NAME,
+                               replace=True, effective="2026-06-01")
+    assert report.summary["closed"] == 1
+    assert cost(store, "441", at(2026, 5, 15, 3)) == Decimal("0.05")
+    assert cost(store, "441", at(2026, 7, 15, 3)) == Decimal("0.10")
+
+
+def test_an_effective_date_without_replace_is_refused(tmp_path: Path, decks: Decks) -> None:
+    with pytest.raises(InvalidArgument, match="needs --replace"):
+        decks.import_file(deck_file(tmp_path, "prefix,rate\n44,0.1\n"), NAME, currency="USD",
+                          effective="2026-06-01")
+    assert decks.tables() == []
+
+
+def test_fewer_decimals_are_refused_while_a_cap_needs_more(tmp_path: Path, store: Store,
+                                                           decks: Decks) -> None:
+    decks.import_file(deck_file(tmp_path, "prefix,rate,cap\n44,0.60,0.1234\n"), NAME,
+                      currency="USD", decimals=4)
+    with pytest.raises(InvalidArgument, match=r"cost cap 0\.1234 has more decimal places"):
+        decks.configure(NAME, rounding=Rounding(2, "half-up"))
+    assert decks.table(NAME).rounding.decimals == 4
+    assert cost(store, "44", JAN, 3600) == Decimal("0.1234")
 
 
 # -- rollback and versions
@@ -526,8 +579,6 @@ def test_store_full_leaves_the_previous_state(tmp_path: Path) -> None:
 
 
 def test_map_grows_after_decks_are_closed(tmp_path: Path) -> None:
-    # The map may grow "only while this process has no deck open": a closed one
-    # is not open.
     small = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.05\n")
     big = deck_file(tmp_path, BIG, "big.csv")
     cfg = StorageConfig(map_size=64 * 1024, max_map_size=16 * 1024 * 1024)
@@ -539,6 +590,79 @@ def test_map_grows_after_decks_are_closed(tmp_path: Path) -> None:
         deck.close()
         report = decks.import_file(big, NAME)
         assert report.version == 2
+        assert store.map_size > 64 * 1024
+
+
+def test_the_map_grows_under_decks_in_use(tmp_path: Path) -> None:
+    """A resize waits for rating calls in flight, then open decks carry on, newest deck."""
+    import threading
+
+    import numpy as np
+
+    small = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.06\n")
+    big = deck_file(tmp_path, BIG, "big.csv")
+    cfg = StorageConfig(map_size=64 * 1024, max_map_size=64 * 1024 * 1024)
+    with Store(tmp_path / "store", cfg) as store:
+        decks = Decks(store)
+        decks.import_file(small, NAME, currency="USD")
+        deck = Deck(store, NAME)
+        numbers = np.full(20_000, 4420, np.uint64)
+        starts = np.full(20_000, JAN, np.int64)
+        durations = np.full(20_000, 60, np.int64)
+        seen: list[int] = []
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        rating = threading.Event()
+
+        def rate() -> None:
+            try:
+                while not stop.is_set():
+                    batch = deck.rate_batch(numbers, starts, durations)
+                    seen.append(int(batch.cost_nanos.sum()))
+                    rating.set()
+            except BaseException as exc:     # reported below
+                errors.append(exc)
+
+        worker = threading.Thread(target=rate)
+        worker.start()
+        assert rating.wait(timeout=60)
+        try:
+            decks.import_file(big, NAME)         # grows the map several times
+        finally:
+            stop.set()
+            worker.join(timeout=60)
+        assert not errors and not worker.is_alive()
+        assert store.map_size > 64 * 1024
+        assert len(seen) > 0 and set(seen) == {20_000 * 60_000_000}
+        # The deck was reopened on what was committed then; the import shows on refresh.
+        assert deck.rate("4420", JAN, 60).cost == Decimal("0.06")
+        assert deck.refresh() is True
+        assert deck.rate("1000051", JAN, 60).cost == Decimal("0.0005")
+        deck.close()
+
+
+def test_a_map_grown_by_another_process_is_adopted(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    small = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.06\n")
+    big = deck_file(tmp_path, BIG, "big.csv")
+    data = tmp_path / "store"
+    cfg = StorageConfig(map_size=64 * 1024, max_map_size=64 * 1024 * 1024)
+    with Store(data, cfg) as store:
+        Decks(store).import_file(small, NAME, currency="USD")
+        with Deck(store, NAME) as deck:
+            other = subprocess.run(
+                [sys.executable, "-c",
+                 "import sys; from pathlib import Path; from rater.config import StorageConfig;"
+                 "from rater.store import Store; from rater.decks import Decks;"
+                 "s = Store(Path(sys.argv[1]), StorageConfig(65536, 64 << 20));"
+                 "Decks(s).import_file(sys.argv[2], sys.argv[3])",
+                 str(data), str(big), NAME], capture_output=True, text=True, timeout=120)
+            assert other.returncode == 0, other.stderr
+            assert deck.rate("4420", JAN, 60).cost == Decimal("0.06")   # its snapshot
+            assert deck.refresh() is True                                # adopts the new size
+            assert deck.rate("1000051", JAN, 60).cost == Decimal("0.0005")
         assert store.map_size > 64 * 1024
 
 

@@ -131,11 +131,13 @@ def test_max_duration_is_the_exact_inverse(data: st.DataObject) -> None:
     table, rows = data.draw(decks())
     compiled, reference = Compiled(table, rows), Reference(table, rows)
     number, start, _ = data.draw(calls((table, rows)))
-    amount = data.draw(st.integers(0, 2 * 10**9))
+    amount = data.draw(st.one_of(st.integers(0, 2 * 10**9), st.integers(-10**6, -1)))
     limit = data.draw(st.integers(0, 1800))
     got = compiled.max_duration(number, start, amount, limit)
     assert got == reference.max_duration(number, start, amount, limit)
-    if got is not None:
+    if got is not None and amount < 0:
+        assert got == 0                    # less than nothing affords no call at all
+    elif got is not None:
         # The definition: it is affordable and one more second is not (or the limit).
         assert compiled.price(number, start, got).cost_nano <= amount
         if got < limit:
