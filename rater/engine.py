@@ -203,7 +203,7 @@ class Deck:
     @contextmanager
     def using(self) -> Iterator[Engine]:
         """The engine, with the store's gate held shared: no resize while it is used."""
-        with self.store.gate.shared():
+        with self.store.gate.shared:
             yield self.engine
 
     @property
@@ -236,7 +236,8 @@ class Deck:
         start = self.instant(at)
         if not 0 <= duration_s <= MAX_SECONDS:
             raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
-        with self.using() as engine:
+        with self.store.gate.shared:
+            engine = self.engine
             # The engine normalises the raw number itself, by the same rules.
             cost, billed, row, plen = engine.rate(number, start, duration_s,
                                                   tech_prefix.encode())

@@ -95,6 +95,7 @@ class Space:
 class Gate:
     """Any number of users at once, or one resizer alone (a readers-writer lock).
 
+    ``with gate.shared:`` around each use; ``with gate.exclusive():`` to resize.
     A waiting resizer stops new users from entering, so it is never starved.
     """
 
@@ -102,20 +103,19 @@ class Gate:
         self._cond = threading.Condition()
         self._users = 0
         self._resizing = False
+        self.shared = _Shared(self)
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def _enter(self) -> None:
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._users += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._users -= 1
-                if not self._users:
-                    self._cond.notify_all()
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if not self._users:
+                self._cond.notify_all()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -131,6 +131,21 @@ class Gate:
             with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
+
+
+class _Shared:
+    """The shared side of a Gate, as a plain context manager (it is on every rating call)."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    def __enter__(self) -> None:
+        self._gate._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._gate._leave()
 
 
 class Store:
