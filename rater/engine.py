@@ -11,12 +11,12 @@ to the newest one.
 Arguments are checked here; the engine's loops run without the GIL. Money
 crosses this boundary as :class:`~decimal.Decimal`; inside, it is integer nanos.
 
-Threads: a Deck's rating methods may be called from several threads at once;
-``refresh()`` and ``close()`` must not run while another thread rates with the
-same Deck. Each rating call holds the store's gate shared, so that a resize
-of the LMDB map (which moves the memory the engine reads) waits for it; code
-that uses :attr:`Deck.engine` directly should do the same with
-:meth:`Deck.using`. After a resize a deck reads the newest compiled deck.
+Threads: a Deck may be used from several threads at once. Each rating call
+holds the store's gate shared; ``refresh()``, ``close()`` and a resize of the
+LMDB map (which moves the memory the engine reads) take it exclusively, so
+they wait for calls in flight. Code that uses :attr:`Deck.engine` directly
+should hold :meth:`Deck.using` around it. After a resize a deck reads the
+newest committed deck.
 """
 
 from __future__ import annotations
@@ -132,6 +132,10 @@ class Deck:
     # -- lifetime
 
     def _attach(self) -> None:
+        self._take(*self._open())
+
+    def _open(self) -> tuple[Any, Engine, dict[str, Any]]:
+        """A read transaction on the newest compiled deck, its engine and the table record."""
         txn = self.store.begin(buffers=True)
         try:
             raw = self.store.tables.get(txn, self.name.encode())
@@ -151,6 +155,9 @@ class Deck:
         except BaseException:
             txn.abort()
             raise
+        return txn, engine, record
+
+    def _take(self, txn: Any, engine: Engine, record: dict[str, Any]) -> None:
         self.table = RateTable.from_json(record["settings"])
         self.tz = zone(self.table.timezone)
         self.version: int = record["version"]
@@ -171,18 +178,28 @@ class Deck:
             self._lost = exc
 
     def refresh(self) -> bool:
-        """Move to the newest compiled deck if the table changed; whether it did."""
+        """Move to the newest compiled deck if the table changed; whether it did.
+
+        Safe while other threads rate with this deck: the swap waits for calls
+        in flight. If the table is gone, UnknownTable, and the deck stays as it was.
+        """
         before = self.stamp
         with self.store.read() as txn:       # adopting a resized map reattaches: newest
             raw = self.store.tables.get(txn, self.name.encode())
         if raw is not None and _json(raw)["stamp"] == self.stamp:
             return self.stamp != before
-        self._detach()
-        self._attach()
+        opened = self._open()
+        with self.store.gate.exclusive():
+            old = self._txn
+            self._take(*opened)
+            if old is not None:
+                old.abort()
         return True
 
     def close(self) -> None:
-        self._detach()
+        """Let the deck go (after calls in flight on any deck of the store finish)."""
+        with self.store.gate.exclusive():
+            self._detach()
         self.store.unregister(self)
 
     def __enter__(self) -> Deck:

@@ -641,6 +641,45 @@ def test_the_map_grows_under_decks_in_use(tmp_path: Path) -> None:
         deck.close()
 
 
+def test_refresh_while_other_threads_rate(tmp_path: Path, store: Store, decks: Decks) -> None:
+    import threading
+
+    import numpy as np
+
+    decks.import_file(deck_file(tmp_path, "prefix,rate\n44,0.06\n"), NAME, currency="USD")
+    deck = Deck(store, NAME)
+    numbers = np.full(5_000, 4420, np.uint64)
+    starts = np.full(5_000, JAN, np.int64)
+    durations = np.full(5_000, 60, np.int64)
+    totals: set[int] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def rate() -> None:
+        try:
+            while not stop.is_set():
+                totals.add(int(deck.rate_batch(numbers, starts, durations).cost_nanos.sum()))
+        except BaseException as exc:     # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=rate) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        for k in range(20):
+            price = "0.06" if k % 2 else "0.07"
+            decks.import_file(deck_file(tmp_path, f"prefix,rate\n44,{price}\n", "p.csv"), NAME)
+            assert deck.refresh() is True
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=60)
+    deck.close()
+    assert not errors
+    # Every batch was priced wholly by one deck or the other, never half by each.
+    assert totals <= {5_000 * 60_000_000, 5_000 * 70_000_000}
+
+
 def test_a_map_grown_by_another_process_is_adopted(tmp_path: Path) -> None:
     import subprocess
     import sys
