@@ -815,28 +815,9 @@ cdef class Engine:
     # -- facts
 
     @property
-    def size(self):
-        return self.deck.h.total_size
-
-    @property
-    def n_prefixes(self):
-        return self.deck.h.n_prefixes
-
-    @property
     def n_rows(self):
+        """How many rows the deck has (header() has every count)."""
         return self.deck.h.n_rows
-
-    @property
-    def n_nodes(self):
-        return self.deck.h.n_nodes
-
-    @property
-    def denominator(self):
-        return self.deck.h.denominator
-
-    @property
-    def split(self):
-        return bool(self.deck.split)
 
     def destination(self, int64_t row):
         """The destination name of a row."""

@@ -249,10 +249,7 @@ class Deck:
     def rate(self, number: str, at: int | str | datetime | None = None, duration_s: int = 60,
              tech_prefix: str = "") -> RatedCall:
         """Price one call; NoRate when no row matches, InvalidNumber for a bad number."""
-        digits = normalise_number(number, tech_prefix)
-        start = self.instant(at)
-        if not 0 <= duration_s <= MAX_SECONDS:
-            raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
+        digits, start = self._call(number, at, duration_s, tech_prefix)
         with self.store.gate.shared:
             engine = self.engine
             # The engine normalises the raw number itself, by the same rules.
@@ -260,6 +257,15 @@ class Deck:
                                                   tech_prefix.encode())
             return self._rated(engine, number, digits, start, duration_s, cost, billed, row,
                                plen)
+
+    def _call(self, number: str, at: int | str | datetime | None, duration_s: int,
+              tech_prefix: str) -> tuple[str, int]:
+        """A call's arguments checked: the number's digits and the start instant."""
+        digits = normalise_number(number, tech_prefix)
+        start = self.instant(at)
+        if not 0 <= duration_s <= MAX_SECONDS:
+            raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
+        return digits, start
 
     def _rated(self, engine: Engine, number: str, digits: str, start: int, duration_s: int,
                cost: int, billed: int, row: int, plen: int) -> RatedCall:
@@ -277,10 +283,7 @@ class Deck:
     def explain(self, number: str, at: int | str | datetime | None = None, duration_s: int = 60,
                 tech_prefix: str = "") -> Explained:
         """Price one call and say how: each stretch billed by one tier of one row."""
-        digits = normalise_number(number, tech_prefix)
-        start = self.instant(at)
-        if not 0 <= duration_s <= MAX_SECONDS:
-            raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
+        digits, start = self._call(number, at, duration_s, tech_prefix)
         with self.using() as engine:
             cost, billed, row, plen, stretches, truncated = engine.charges(
                 number, start, duration_s, tech_prefix.encode())
