@@ -97,7 +97,7 @@ def cmd_deck_import(args: argparse.Namespace) -> int:
             columns[field.strip()] = header.strip()
     with _open(args, create=True) as store:
         decks = Decks(store)
-        with Progress(f"importing {args.file}", None, enabled=None if not args.json else False,
+        with Progress(f"importing {args.file}", None, enabled=False if args.json else None,
                       unit="lines") as bar:
             report = decks.import_file(
                 args.file, args.table, currency=args.currency, timezone=args.timezone,
@@ -120,8 +120,8 @@ def cmd_deck_import(args: argparse.Namespace) -> int:
           f"{report.version}: {report.file_rows} rows read, {s['added']} added, "
           f"{s['changed']} changed, {s['closed']} closed, {s['removed']} removed, "
           f"{report.unchanged} unchanged")
-    print(f"Compiled deck: {report.prefixes} prefixes, {report.rows} rows in force over "
-          f"time, {report.size:,} bytes")
+    print(f"Compiled deck: {report.prefixes} prefixes, {report.rows} rows (current and "
+          f"dated), {report.size:,} bytes")
     return 0
 
 

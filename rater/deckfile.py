@@ -378,6 +378,7 @@ class _LineParser:
                          if f not in ("prefix", "rate", "destination", "connect_fee",
                                       "increment")]
         self.width = max(mapping.values()) + 1
+        self._amounts: dict[str, int] = {}
 
     def text(self, cells: Sequence[Any], fld: str) -> str:
         idx = self.mapping.get(fld)
@@ -389,8 +390,13 @@ class _LineParser:
         self.problems.add(line, _col(self.mapping, fld), fld, message)
 
     def nanos(self, line: int, fld: str, text: str) -> int:
+        # Decks repeat the same few prices and fees on thousands of lines.
+        value = self._amounts.get(text)
+        if value is not None:
+            return value
         try:
-            return parse_nanos(text, self.decimal_comma)
+            value = self._amounts[text] = parse_nanos(text, self.decimal_comma)
+            return value
         except ValueError as exc:
             self.bad(line, fld, str(exc))
             return 0

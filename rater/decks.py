@@ -75,7 +75,7 @@ class Change:
     def kind(self) -> str:
         if self.after is None:
             return "removed"
-        if decode_stored(self.after)[0]:
+        if self.after.startswith(CLOSED):
             return "closed"
         if self.before is None:
             return "added"
