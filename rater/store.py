@@ -177,12 +177,12 @@ class Store:
         #: Held shared by every call that reads a deck in place, exclusively by a resize.
         self.gate = Gate()
         try:
-            self._open_databases()
+            self._check_format()
         except BaseException:
             self.env.close()
             raise
 
-    def _open_databases(self) -> None:
+    def _check_format(self) -> None:
         with self.env.begin() as txn:
             raw = self.meta.get(txn, b"format")
         if raw is None:
