@@ -22,7 +22,7 @@ from datetime import datetime
 from fractions import Fraction
 
 from .errors import NoRate
-from .money import from_nano, round_fraction, to_nano
+from .money import round_fraction, to_nano
 from .numbers import normalise_number
 from .tariff import RateRow, RateTable, Tier
 from .timeutil import zone
@@ -178,14 +178,3 @@ class ReferenceDeck:
             if self._cost(row, steps[k][1]) <= amount_nano:
                 best = d
         return best
-
-    def describe(self, priced: Priced) -> dict[str, object]:
-        """A priced call as the CLI shows it."""
-        rule = self.table.row_rounding(priced.row)
-        return {
-            "cost": str(from_nano(priced.cost_nano, rule.decimals)),
-            "currency": self.table.currency,
-            "prefix": priced.prefix,
-            "destination": priced.row.destination,
-            "billed_seconds": priced.billed_s,
-        }

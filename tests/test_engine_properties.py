@@ -18,7 +18,7 @@ from engines import Compiled, Reference
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rater.money import METHODS, from_nano
+from rater.money import METHODS, from_nano, to_nano
 from rater.numbers import normalise_number
 from rater.tariff import RateRow, RateTable, Rounding, Tier, TimeProfile
 from rater.timeutil import parse_instant, zone
@@ -123,6 +123,33 @@ def test_compiled_equals_reference(data: st.DataObject) -> None:
         number, start, duration = data.draw(calls((table, rows)))
         assert compiled.price(number, start, duration) == \
             reference.price(number, start, duration), (number, start, duration)
+
+
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_the_engine_explains_a_call_as_the_reference_bills_it(data: st.DataObject) -> None:
+    table, rows = data.draw(decks())
+    compiled, reference = Compiled(table, rows), Reference(table, rows)
+    number, start, duration = data.draw(calls((table, rows)))
+    e = compiled.engine
+    cost, billed, _, _, stretches, truncated = e.charges(number, start, duration)
+    try:
+        priced = reference.deck.price(number, start, duration)
+    except Exception:
+        assert cost < 0
+        return
+    assert (cost, billed, truncated) == (priced.cost_nano, priced.billed_s, False)
+    got = []
+    for r, tier, from_s, increments in stretches:
+        _, price, unit, increment = e.tier_info(tier)
+        got.append((e.destination(r), from_s, increments, increment, price, unit))
+    want = []
+    for c in priced.charges:
+        # The reference bills with the rows it was given: the tier's row is one of them.
+        row_of = next(r for r in rows if any(t is c.tier for t in r.tiers))
+        want.append((row_of.destination, c.from_s, c.increments, c.tier.increment_s,
+                     to_nano(c.tier.price), c.tier.unit_s))
+    assert got == want
 
 
 @settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
