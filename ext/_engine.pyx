@@ -301,6 +301,27 @@ cdef void walk_group(const Deck* d, Walk* lanes, int g) noexcept nogil:
                 live -= 1
 
 
+cdef void resolve_group(const Deck* d, Walk* lanes, int g, const int64_t* at, int64_t* found,
+                        int* plen, bint pricing) noexcept nogil:
+    """Each walked lane's row in force at its instant (-1 if none, or if not walked).
+
+    With ``pricing``, the rows and then their tiers are prefetched for the
+    pricing that follows, again so that the lanes wait for memory together.
+    """
+    cdef int k
+    for k in range(g):
+        found[k] = -1
+        plen[k] = 0
+        if lanes[k].n >= 0:
+            found[k] = walk_resolve(d, &lanes[k], at[k], at[k], &plen[k])
+            if pricing and found[k] >= 0:
+                rt_prefetch(&d.rows[found[k]])
+    if pricing:
+        for k in range(g):
+            if found[k] >= 0:
+                rt_prefetch(&d.tiers[d.rows[found[k]].tier_start])
+
+
 # ---------------------------------------------------------------- pricing
 
 cdef inline rt_i128 round_div(rt_i128 num, rt_i128 den, int method) noexcept nogil:
@@ -933,10 +954,13 @@ cdef class Engine:
         charges.n = 0
         charges.cap = 1024
         charges.truncated = False
-        cdef int64_t cost = price_call(&self.deck, digits, n, start, duration, &billed, &row,
-                                       &plen)
-        if cost >= 0:
-            price_row(&self.deck, digits, n, start, row, duration, &billed, &charges)
+        cdef int64_t cost = call_status(n, start, duration)
+        row = -1
+        plen = 0
+        if not cost:
+            row = find_row(&self.deck, digits, n, start, start, &plen)
+            cost = price_row(&self.deck, digits, n, start, row, duration, &billed,
+                             &charges) if row >= 0 else ST_UNMATCHED
         return (cost, billed, row, plen,
                 [(items[i].row, items[i].tier, items[i].from_s, items[i].increments)
                  for i in range(charges.n)], bool(charges.truncated))
@@ -1023,17 +1047,7 @@ cdef class Engine:
                     if status[k]:
                         lanes[k].n = -1
                 walk_group(d, lanes, g)
-                for k in range(g):
-                    found[k] = -1
-                    pl[k] = 0
-                    if not status[k]:
-                        i = base + k
-                        found[k] = walk_resolve(d, &lanes[k], starts[i], starts[i], &pl[k])
-                        if found[k] >= 0:
-                            rt_prefetch(&d.rows[found[k]])
-                for k in range(g):
-                    if found[k] >= 0:
-                        rt_prefetch(&d.tiers[d.rows[found[k]].tier_start])
+                resolve_group(d, lanes, g, &starts[base], found, pl, True)
                 for k in range(g):
                     i = base + k
                     b = 0
@@ -1059,7 +1073,9 @@ cdef class Engine:
         if at.shape[0] != n or row.shape[0] != n:
             raise ValueError("lookup_batch: arrays differ in length")
         cdef Walk lanes[LANES]
-        cdef int g, k, pl
+        cdef int64_t rows[LANES]
+        cdef int g, k
+        cdef int pl[LANES]
         cdef const Deck* d = &self.deck
         with nogil:
             base = 0
@@ -1068,11 +1084,10 @@ cdef class Engine:
                 for k in range(g):
                     lanes[k].n = digits_of_u64(numbers[base + k], lanes[k].digits)
                 walk_group(d, lanes, g)
+                resolve_group(d, lanes, g, &at[base], rows, pl, False)
                 for k in range(g):
-                    i = base + k
-                    row[i] = <int32_t>walk_resolve(d, &lanes[k], at[i], at[i], &pl) \
-                        if lanes[k].n >= 0 else -1
-                    if row[i] >= 0:
+                    row[base + k] = <int32_t>rows[k]
+                    if rows[k] >= 0:
                         found += 1
                 base += g
         return found
@@ -1086,8 +1101,9 @@ cdef class Engine:
         if limit < 0 or limit > MAX_SECONDS:
             raise ValueError(f"limit {limit} out of range")
         cdef Walk lanes[LANES]
-        cdef int g, k, pl
-        cdef int64_t r
+        cdef int64_t rows[LANES]
+        cdef int g, k
+        cdef int pl[LANES]
         cdef const Deck* d = &self.deck
         with nogil:
             base = 0
@@ -1099,12 +1115,11 @@ cdef class Engine:
                     if call_status(lanes[k].n, starts[i], 0):
                         lanes[k].n = -1
                 walk_group(d, lanes, g)
+                resolve_group(d, lanes, g, &starts[base], rows, pl, True)
                 for k in range(g):
                     i = base + k
-                    r = walk_resolve(d, &lanes[k], starts[i], starts[i], &pl) \
-                        if lanes[k].n >= 0 else -1
-                    out[i] = max_duration_row(d, lanes[k].digits, lanes[k].n, starts[i], r,
-                                              amounts[i], limit) if r >= 0 else -1
+                    out[i] = max_duration_row(d, lanes[k].digits, lanes[k].n, starts[i],
+                                              rows[k], amounts[i], limit) if rows[k] >= 0 else -1
                 base += g
 
     def parse_instant(self, text):
@@ -1145,6 +1160,9 @@ cdef class Engine:
         want[3] = col_duration
         cdef Field fields[64]
         cdef Walk lanes[LANES]
+        cdef int64_t starts[LANES]
+        cdef int64_t rows[LANES]
+        cdef int pl[LANES]
         cdef int g, k, f, count, error = 0
         cdef int64_t lines = 0
         cdef Py_ssize_t records = 0, rated = 0, unmatched = 0, nxt, err_pos = -1
@@ -1197,17 +1215,12 @@ cdef class Engine:
                     # 2. Price them, their trie walks interleaved.
                     walk_group(d, lanes, g)
                     for k in range(g):
-                        sl = &slots[k]
-                        sl.row = -1
-                        if lanes[k].n >= 0:
-                            sl.row = walk_resolve(d, &lanes[k], sl.start, sl.start, &sl.plen)
-                            if sl.row >= 0:
-                                rt_prefetch(&d.rows[sl.row])
-                    for k in range(g):
-                        if slots[k].row >= 0:
-                            rt_prefetch(&d.tiers[d.rows[slots[k].row].tier_start])
+                        starts[k] = slots[k].start
+                    resolve_group(d, lanes, g, starts, rows, pl, True)
                     for k in range(g):
                         sl = &slots[k]
+                        sl.row = rows[k]
+                        sl.plen = pl[k]
                         sl.cost = ST_UNMATCHED if sl.row < 0 else price_row(
                             d, lanes[k].digits, lanes[k].n, sl.start, sl.row, sl.duration,
                             &sl.billed, NULL)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ._engine import Engine
-from .engine import Deck
+from .engine import Deck, rate_arrays
 from .errors import CdrFileError, FileError, InvalidInstant, InvalidNumber, Problem
 from .money import from_nano
 from .numbers import normalise_number
@@ -256,7 +256,6 @@ def _rate_layout(deck: Deck, engine: Engine, src: Path, sink: BinaryIO, fmt: str
     names = engine.destination_names()
     dest_of = deck._row_field(engine, "dest")
     decimals_of = deck._row_field(engine, "decimals")
-    tp = tech_prefix.encode()
     consumed = 0
 
     def counted(f: Iterator[str]) -> Iterator[str]:
@@ -274,26 +273,17 @@ def _rate_layout(deck: Deck, engine: Engine, src: Path, sink: BinaryIO, fmt: str
             nonlocal rated, unmatched, total
             if not batch:
                 return
-            n = len(batch)
             # Raw numbers (the engine normalises them); one that is not a number is
             # sent empty, so that a NUL or an overlong string cannot be misread.
             raw = np.array([b[2].encode("utf-8", "surrogateescape") if b[6] else b""
                             for b in batch], dtype="S")
-            if raw.dtype.itemsize == 0:
-                raw = raw.astype("S1")
-            cost = np.empty(n, np.int64)
-            billed = np.empty(n, np.int64)
-            row = np.empty(n, np.int32)
-            plen = np.empty(n, np.int8)
-            engine.rate_batch(raw.view(np.uint8).reshape(n, raw.dtype.itemsize),
-                              np.array([b[4] for b in batch], np.int64),
-                              np.array([b[5] for b in batch], np.int64),
-                              cost, billed, row, plen, tp)
+            result = rate_arrays(engine, raw, [b[4] for b in batch], [b[5] for b in batch],
+                                 tech_prefix)
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
             for (rid, start_text, number, dur_text, _, _, digits), c, b, r, p in zip(
-                    batch, cost.tolist(), billed.tolist(), row.tolist(), plen.tolist(),
-                    strict=True):
+                    batch, result.cost_nanos.tolist(), result.billed_seconds.tolist(),
+                    result.row.tolist(), result.prefix_len.tolist(), strict=True):
                 if c >= 0:
                     w.writerow([rid, start_text, number, dur_text, digits[:p],
                                 names[dest_of[r]], b, from_nano(c, int(decimals_of[r]))])

@@ -158,6 +158,7 @@ class Deck:
         return txn, engine, record
 
     def _take(self, txn: Any, engine: Engine, record: dict[str, Any]) -> None:
+        self._lost = None
         self.table = RateTable.from_json(record["settings"])
         self.tz = zone(self.table.timezone)
         self.version: int = record["version"]
@@ -258,13 +259,13 @@ class Deck:
             return self._rated(engine, number, digits, start, duration_s, cost, billed, row,
                                plen)
 
-    def _call(self, number: str, at: int | str | datetime | None, duration_s: int,
-              tech_prefix: str) -> tuple[str, int]:
+    def _call(self, number: str, at: int | str | datetime | None, seconds: int,
+              tech_prefix: str, what: str = "duration") -> tuple[str, int]:
         """A call's arguments checked: the number's digits and the start instant."""
         digits = normalise_number(number, tech_prefix)
         start = self.instant(at)
-        if not 0 <= duration_s <= MAX_SECONDS:
-            raise InvalidArgument(f"duration {duration_s} must be 0..{MAX_SECONDS} seconds")
+        if not 0 <= seconds <= MAX_SECONDS:
+            raise InvalidArgument(f"{what} {seconds} must be 0..{MAX_SECONDS} seconds")
         return digits, start
 
     def _rated(self, engine: Engine, number: str, digits: str, start: int, duration_s: int,
@@ -300,10 +301,7 @@ class Deck:
     def max_duration(self, number: str, at: int | str | datetime | None, amount: Decimal,
                      limit_s: int = 86400, tech_prefix: str = "") -> int:
         """The longest call, up to ``limit_s``, whose cost does not exceed ``amount``."""
-        normalise_number(number, tech_prefix)       # InvalidNumber before anything else
-        start = self.instant(at)
-        if not 0 <= limit_s <= MAX_SECONDS:
-            raise InvalidArgument(f"limit {limit_s} must be 0..{MAX_SECONDS} seconds")
+        _, start = self._call(number, at, limit_s, tech_prefix, "limit")
         try:
             nanos = to_nano(amount)
         except ValueError as exc:
@@ -327,26 +325,8 @@ class Deck:
         numbers to normalise; ``starts``: int64 instants; ``durations``: int64
         seconds.
         """
-        import numpy as np
-
-        nums = np.asarray(numbers)
-        st = np.ascontiguousarray(starts, dtype=np.int64)
-        du = np.ascontiguousarray(durations, dtype=np.int64)
-        n = len(st)
-        if nums.dtype.kind == "S":
-            if nums.dtype.itemsize == 0:
-                nums = nums.astype("S1")
-            arg: Any = np.ascontiguousarray(nums).view(np.uint8).reshape(n, nums.dtype.itemsize)
-        elif nums.dtype.kind in "iu":
-            arg = np.ascontiguousarray(nums, dtype=np.uint64)
-        else:
-            raise InvalidArgument("numbers must be a uint64 array or a bytes (S) array")
-        out = Batch(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int32),
-                    np.empty(n, np.int8), 0)
         with self.using() as engine:
-            out.priced = engine.rate_batch(arg, st, du, out.cost_nanos, out.billed_seconds,
-                                           out.row, out.prefix_len, tech_prefix.encode())
-        return out
+            return rate_arrays(engine, numbers, starts, durations, tech_prefix)
 
     def max_duration_batch(self, numbers: npt.ArrayLike, starts: npt.ArrayLike,
                            amounts_nanos: npt.ArrayLike, limit_s: int) -> npt.NDArray[np.int64]:
@@ -390,6 +370,30 @@ class Deck:
         blob = self.store.compiled.get(self._txn, self.name.encode())
         rows = np.frombuffer(blob, fmt.ROW_DTYPE, count=h["n_rows"], offset=h["off_rows"])
         return rows[name].copy()
+
+
+def rate_arrays(engine: Engine, numbers: npt.ArrayLike, starts: npt.ArrayLike,
+                durations: npt.ArrayLike, tech_prefix: str = "") -> Batch:
+    """Deck.rate_batch on an engine the caller holds (with Deck.using)."""
+    import numpy as np
+
+    nums = np.asarray(numbers)
+    st = np.ascontiguousarray(starts, dtype=np.int64)
+    du = np.ascontiguousarray(durations, dtype=np.int64)
+    n = len(st)
+    if nums.dtype.kind == "S":
+        if nums.dtype.itemsize == 0:
+            nums = nums.astype("S1")
+        arg: Any = np.ascontiguousarray(nums).view(np.uint8).reshape(n, nums.dtype.itemsize)
+    elif nums.dtype.kind in "iu":
+        arg = np.ascontiguousarray(nums, dtype=np.uint64)
+    else:
+        raise InvalidArgument("numbers must be a uint64 array or a bytes (S) array")
+    out = Batch(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int32),
+                np.empty(n, np.int8), 0)
+    out.priced = engine.rate_batch(arg, st, du, out.cost_nanos, out.billed_seconds, out.row,
+                                   out.prefix_len, tech_prefix.encode())
+    return out
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -18,6 +18,10 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
+        #: What the bar counts when ``total`` measures something else (bytes of a file).
+        self.items: int | None = None
+        #: A phase of the work without a count, shown instead of the bar.
+        self.phase: str | None = None
         self.started = time.perf_counter()
         self._drawn = 0.0
 
@@ -46,9 +50,6 @@ class Progress:
         if items is not None:
             self.items = items
         self.advance(done - self.done)
-
-    items: int | None = None
-    phase: str | None = None
 
     def _draw(self, now: float) -> None:
         if self.phase is not None:

@@ -550,9 +550,14 @@ BIG = "prefix,destination,rate\n" + "".join(
     f"{100000 + i},Destination {i},0.{i % 97:04d}\n" for i in range(2000))
 
 
+def small_and_big(tmp_path: Path, uk_rate: str) -> tuple[Path, Path]:
+    """A one-row deck (44 at uk_rate) and a 2000-row one, to make an LMDB map grow."""
+    return (deck_file(tmp_path, f"prefix,destination,rate\n44,UK,{uk_rate}\n"),
+            deck_file(tmp_path, BIG, "big.csv"))
+
+
 def test_store_full_leaves_the_previous_state(tmp_path: Path) -> None:
-    small = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.05\n")
-    big = deck_file(tmp_path, BIG, "big.csv")
+    small, big = small_and_big(tmp_path, "0.05")
     data = tmp_path / "small-store"
     cfg = StorageConfig(map_size=64 * 1024, max_map_size=64 * 1024)
     with Store(data, cfg) as store:
@@ -579,8 +584,7 @@ def test_store_full_leaves_the_previous_state(tmp_path: Path) -> None:
 
 
 def test_map_grows_after_decks_are_closed(tmp_path: Path) -> None:
-    small = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.05\n")
-    big = deck_file(tmp_path, BIG, "big.csv")
+    small, big = small_and_big(tmp_path, "0.05")
     cfg = StorageConfig(map_size=64 * 1024, max_map_size=16 * 1024 * 1024)
     with Store(tmp_path / "store", cfg) as store:
         decks = Decks(store)
@@ -599,8 +603,7 @@ def test_the_map_grows_under_decks_in_use(tmp_path: Path) -> None:
 
     import numpy as np
 
-    small = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.06\n")
-    big = deck_file(tmp_path, BIG, "big.csv")
+    small, big = small_and_big(tmp_path, "0.06")
     cfg = StorageConfig(map_size=64 * 1024, max_map_size=64 * 1024 * 1024)
     with Store(tmp_path / "store", cfg) as store:
         decks = Decks(store)
@@ -684,8 +687,7 @@ def test_a_map_grown_by_another_process_is_adopted(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    small = deck_file(tmp_path, "prefix,destination,rate\n44,UK,0.06\n")
-    big = deck_file(tmp_path, BIG, "big.csv")
+    small, big = small_and_big(tmp_path, "0.06")
     data = tmp_path / "store"
     cfg = StorageConfig(map_size=64 * 1024, max_map_size=64 * 1024 * 1024)
     with Store(data, cfg) as store:
