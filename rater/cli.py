@@ -37,7 +37,11 @@ EXIT_CODES = {
     "NO_RATE": 3,
     "UNKNOWN_TABLE": 4,
     "UNKNOWN_PROFILE": 4,
+    "UNKNOWN_CLIENT": 4,
+    "UNKNOWN_ACCOUNT": 4,
     "CONFLICT": 5,
+    "REFUSED": 6,
+    "CHECK_FAILED": 7,
     "INVALID_ARGUMENT": 64,
     "INVALID_NUMBER": 64,
     "INVALID_INSTANT": 64,
@@ -540,6 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", help="rated CSV (default: standard output)")
     sp.add_argument("--tech-prefix", default="", help="cut this from every number first")
     sp.add_argument("--json", action="store_true", help="the summary as JSON (on stderr)")
+
+    from .cli_billing import add_commands
+
+    add_commands(sub, command)
     return p
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import audit
 from .compiler import Compiled, CompileError, compile_rows, effective_windows
 from .deckfile import ParsedDeck, parse_deck
 from .errors import Conflict, InvalidArgument, UnknownProfile, UnknownTable
@@ -230,6 +231,9 @@ class Decks:
                           before=rec["settings"] if rec else None, after=table.to_json(),
                           changes=changes, source=source)
         self._versions.put(txn, _version_key(table.name, number), version.to_bytes())
+        audit.record(self.store, txn, "deck", table.name, action,
+                     _audit_state(rec["version"], version.before) if rec else None,
+                     {**_audit_state(number, version.after), "changes": version.summary})
         active = ([*rec["active"], number] if rec else [number])
         self._put_record(txn, table, rec, compiled, active=active, next_version=number + 1,
                          updated=now, last=action)
@@ -498,17 +502,27 @@ class Decks:
                     self._versions.delete(txn, key)
                 self._tables.delete(txn, name.encode())
                 self._compiled.delete(txn, name.encode())
+                audit.record(self.store, txn, "deck", name, f"rollback of version {number}",
+                             _audit_state(number, version.after), None)
                 return version
             version.rolled_back = int(time.time())
             self._versions.put(txn, _version_key(name, number), version.to_bytes())
             table = RateTable.from_json(version.before)
             compiled = self._compile(table, self._items(txn, name))
+            audit.record(self.store, txn, "deck", name, f"rollback of version {number}",
+                         _audit_state(number, version.after),
+                         _audit_state(rec["active"][-2], version.before))
             self._put_record(txn, table, rec, compiled, active=rec["active"][:-1],
                              next_version=rec["next_version"], updated=version.rolled_back,
                              last=f"rollback of version {number}")
             return version
 
         return self.store.write(apply)
+
+
+def _audit_state(version: int, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """What the audit log keeps of a table: its version and settings (rows are in versions)."""
+    return {"version": version, "settings": settings}
 
 
 @contextmanager

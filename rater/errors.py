@@ -81,6 +81,32 @@ class Conflict(RaterError):
     code = "CONFLICT"
 
 
+class UnknownClient(RaterError):
+    """No client has that name."""
+
+    code = "UNKNOWN_CLIENT"
+    hint = "`rater client list` shows the clients"
+
+
+class UnknownAccount(RaterError):
+    """No account has that id."""
+
+    code = "UNKNOWN_ACCOUNT"
+    hint = "`rater account list` shows the accounts"
+
+
+class Refused(RaterError):
+    """A money movement the client's balance or authorization does not allow."""
+
+    code = "REFUSED"
+
+
+class CheckFailed(RaterError):
+    """A stored balance differs from the sum of its journal entries."""
+
+    code = "CHECK_FAILED"
+
+
 class FileError(RaterError):
     """A file cannot be read or written (missing, no permission, no space)."""
 

@@ -8,6 +8,16 @@ in its main database under their own key prefix (a :class:`Space`):
 ``r/`` rows      table, prefix, profile, effective_from -> one rate row (JSON)
 ``v/`` versions  table, version number -> what one change did (compressed JSON)
 ``c/`` compiled  table name -> the compiled deck the engine reads in place
+``k/`` clients   client id -> settings (JSON); ``n/`` name -> client id
+``a/`` accounts  account id -> settings (JSON); ``i/`` identifier -> account id
+``b/`` balances  client id -> live and fixed balance (nanos)
+``j/`` journal   entry number -> one money movement (msgpack)
+``e/`` keys      idempotency key of a transaction -> entry number
+``h/`` holds     authorization entry number -> its state
+``q/`` calls     source, CDR id -> the CDR as received and how it stands now
+``w/`` when      bill instant, source, CDR id -> nothing (calls by period)
+``y/`` unmatched instant, source, CDR id -> nothing (mismatches by period)
+``l/`` audit     entry number -> one change to clients, accounts, decks, NAS entries
 
 (Named LMDB databases would need a write transaction in every process that
 opens them, which would make any command wait for a running import.)
@@ -78,6 +88,19 @@ class Space:
 
     def delete(self, txn: Any, key: bytes) -> bool:
         return bool(txn.delete(self.tag + key))
+
+    def last(self, txn: Any) -> bytes | None:
+        """The greatest key of this space (without the tag), or None when it is empty."""
+        cur = txn.cursor()
+        # The tag ends with '/', whose successor '0' bounds the space.
+        end = self.tag[:-1] + b"0"
+        if cur.set_range(end):
+            if not cur.prev():
+                return None
+        elif not cur.last():
+            return None
+        key = bytes(cur.key())
+        return key[len(self.tag):] if key.startswith(self.tag) else None
 
     def items(self, txn: Any, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of every record whose key starts with ``prefix``, in key order."""
@@ -173,6 +196,18 @@ class Store:
         self.rows = Space(b"r/")
         self.versions = Space(b"v/")
         self.compiled = Space(b"c/")
+        self.clients = Space(b"k/")
+        self.client_names = Space(b"n/")
+        self.accounts = Space(b"a/")
+        self.identifiers = Space(b"i/")
+        self.balances = Space(b"b/")
+        self.journal = Space(b"j/")
+        self.keys = Space(b"e/")
+        self.holds = Space(b"h/")
+        self.calls = Space(b"q/")
+        self.when = Space(b"w/")
+        self.unmatched = Space(b"y/")
+        self.audit = Space(b"l/")
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Held shared by every call that reads a deck in place, exclusively by a resize.
         self.gate = Gate()
@@ -198,6 +233,22 @@ class Store:
 
     def close(self) -> None:
         self.env.close()
+
+    def backup(self, target: Path) -> Path:
+        """A consistent copy of the environment, taken while others read and write.
+
+        LMDB copies one read snapshot (compacted); writers are not stopped.
+        """
+        target = Path(target)
+        if target.exists() and any(target.iterdir()):
+            raise StoreError(f"{target} is not empty", hint="back up into a new directory")
+        dest = target / "lmdb"
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            self.env.copy(str(dest), compact=True)
+        except (OSError, lmdb.Error) as exc:
+            raise StoreError(f"cannot back up into {target}: {exc}") from None
+        return dest
 
     def __enter__(self) -> Store:
         return self

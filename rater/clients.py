@@ -1,0 +1,603 @@
+"""Clients (the paying entities) and accounts (how their traffic is recognised).
+
+A client has a currency, a time zone, a status (``active``; ``stop``: calls
+are refused in real time; ``deleted``: its accounts stop matching, its history
+stays), prepaid or postpaid billing, the orig rate tables it uses from given
+dates, and, when it is also a vendor, a term rate table.
+
+An account belongs to one client and is recognised by one identifier: an IP
+address or CIDR block (optionally with a tech prefix), a username, an ANI/CLI,
+or a tech prefix alone. It may override the client's rate table and carry the
+dial plan of the switch that sends its numbers.
+
+Matching a call to an account, most specific first:
+
+1. the username;
+2. the ANI (digits, as the dial plan reads them: none means E.164);
+3. the longest CIDR block holding the source address that has accounts: an
+   account of that block whose tech prefix begins the number (the longest
+   one), else the block's account without a tech prefix;
+4. the longest tech prefix alone that begins the number.
+
+Clients and accounts live in the LMDB environment beside the decks, so the
+real-time path reads them without SQL. Every change bumps a generation number
+(``m/accounts``) in the same transaction; an :class:`AccountIndex` (an
+in-memory view for matching many calls) knows when it is out of date.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from . import audit
+from .dialplan import DialPlan
+from .errors import Conflict, InvalidArgument, UnknownAccount, UnknownClient, UnknownTable
+from .money import from_nano, to_nano
+from .numbers import normalise_number
+from .store import Store
+from .timeutil import zone
+
+STATUSES = ("active", "stop", "deleted")
+BILL_EVENTS = ("setup", "connect", "disconnect")
+MODES = ("prepaid", "postpaid")
+DEFAULT_MAX_CALL_LENGTH = 7200
+MAX_CALL_LENGTH = 86400
+_GENERATION = b"accounts"
+_NAME = re.compile(r"[^\s\x00-\x1f,][^\x00-\x1f,]{0,79}")
+
+
+def parse_amount(text: str | Decimal, what: str, *, negative: bool = False) -> int:
+    """A money amount given by a person, in nanos (at most 9 decimals)."""
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise InvalidArgument(f"{what}: {text!r} is not an amount") from None
+    if not value.is_finite():
+        raise InvalidArgument(f"{what}: {text!r} is not an amount")
+    if value < 0 and not negative:
+        raise InvalidArgument(f"{what}: {text!r} is negative")
+    try:
+        nanos = to_nano(value)
+    except ValueError as exc:
+        raise InvalidArgument(f"{what}: {exc}") from None
+    if abs(nanos) >= 2**62:
+        raise InvalidArgument(f"{what}: {text!r} is too large")
+    return nanos
+
+
+def show_amount(nanos: int) -> str:
+    """An amount as a decimal string: at least 2 places, more only where they are not 0."""
+    value = from_nano(nanos)
+    return str(value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01"))
+               else value)
+
+
+@dataclass
+class Client:
+    id: int
+    name: str
+    currency: str
+    status: str = "active"
+    timezone: str = "UTC"
+    mode: str = "prepaid"
+    #: How far below zero a prepaid client's balance may go, in nanos.
+    credit_limit: int = 0
+    #: Orig rate tables: [effective_from or None, table], in date order.
+    rate_tables: list[list[Any]] = field(default_factory=list)
+    term_table: str | None = None
+    payment_terms_days: int = 30
+    bill_by: str = "connect"
+    max_call_length: int = DEFAULT_MAX_CALL_LENGTH
+    capacity: int | None = None
+    tags: list[str] = field(default_factory=list)
+    billing_email: str | None = None
+    low_balance_threshold: int | None = None
+    created: int = 0
+    updated: int = 0
+
+    @property
+    def prepaid(self) -> bool:
+        return self.mode == "prepaid"
+
+    @property
+    def vendor(self) -> bool:
+        return self.term_table is not None
+
+    def rate_table_at(self, t: int) -> str | None:
+        """The orig rate table in force at instant ``t`` (None: none yet)."""
+        found = None
+        for since, table in self.rate_tables:
+            if since is None or since <= t:
+                found = table
+            else:
+                break
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Client:
+        return cls(**d)
+
+    def to_display(self) -> dict[str, Any]:
+        """For people and --json: amounts as decimal strings."""
+        d = self.to_json()
+        d["credit_limit"] = show_amount(self.credit_limit)
+        d["low_balance_threshold"] = (None if self.low_balance_threshold is None
+                                      else show_amount(self.low_balance_threshold))
+        d["rate_tables"] = [{"from": since, "table": table} for since, table in self.rate_tables]
+        return d
+
+    def check(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise InvalidArgument(f"client name {self.name!r}: 1 to 80 characters, no comma "
+                                  f"or control character, not starting with a space")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            raise InvalidArgument(f"currency {self.currency!r} is not an ISO 4217 code "
+                                  f"such as USD")
+        if self.status not in STATUSES:
+            raise InvalidArgument(f"status {self.status!r}: one of {', '.join(STATUSES)}")
+        if self.mode not in MODES:
+            raise InvalidArgument(f"mode {self.mode!r}: prepaid or postpaid")
+        if self.bill_by not in BILL_EVENTS:
+            raise InvalidArgument(f"bill events by {self.bill_by!r}: one of "
+                                  f"{', '.join(BILL_EVENTS)}")
+        zone(self.timezone)
+        if not 0 <= self.payment_terms_days <= 3650:
+            raise InvalidArgument(f"payment terms {self.payment_terms_days}: 0..3650 days")
+        if not 1 <= self.max_call_length <= MAX_CALL_LENGTH:
+            raise InvalidArgument(f"max call length {self.max_call_length}: "
+                                  f"1..{MAX_CALL_LENGTH} seconds")
+        if self.capacity is not None and self.capacity < 0:
+            raise InvalidArgument(f"capacity {self.capacity} is negative")
+        if self.billing_email is not None and not re.fullmatch(
+                r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.billing_email):
+            raise InvalidArgument(f"billing email {self.billing_email!r} is not an address")
+        for tag in self.tags:
+            if not tag or "," in tag or tag != tag.strip():
+                raise InvalidArgument(f"tag {tag!r}: no comma, no surrounding space")
+        starts = [s for s, _ in self.rate_tables]
+        if any(s is None for s in starts[1:]):
+            raise InvalidArgument("only the first rate table may apply from the beginning")
+        dated = [s for s in starts if s is not None]
+        if dated != sorted(set(dated)):
+            raise InvalidArgument("two rate tables from the same date")
+
+
+@dataclass
+class Account:
+    id: int
+    client: int
+    ip: str | None = None
+    username: str | None = None
+    ani: str | None = None
+    tech_prefix: str | None = None
+    rate_table: str | None = None
+    dial_plan: dict[str, str] | None = None
+    created: int = 0
+
+    @property
+    def plan(self) -> DialPlan | None:
+        return DialPlan.from_json(self.dial_plan)
+
+    def identifier(self) -> str:
+        """How people see what recognises the account."""
+        parts = []
+        if self.ip is not None:
+            parts.append(f"ip {self.ip}")
+        if self.username is not None:
+            parts.append(f"username {self.username}")
+        if self.ani is not None:
+            parts.append(f"ani {self.ani}")
+        if self.tech_prefix is not None:
+            parts.append(f"tech prefix {self.tech_prefix}")
+        return ", ".join(parts)
+
+    def index_key(self) -> bytes:
+        """The account's key in the identifier index (unique across accounts)."""
+        if self.username is not None:
+            return b"u" + self.username.encode()
+        if self.ani is not None:
+            return b"n" + self.ani.encode()
+        if self.ip is not None:
+            net = ipaddress.ip_network(self.ip)
+            return (b"p" + bytes([net.version, net.prefixlen]) + net.network_address.packed
+                    + b"\0" + (self.tech_prefix or "").encode())
+        assert self.tech_prefix is not None
+        return b"t" + self.tech_prefix.encode()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Account:
+        return cls(**d)
+
+
+def normalise_ip(text: str) -> str:
+    """An address or CIDR block as stored: ``10.0.0.1`` or ``10.0.0.0/24``."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise InvalidArgument(f"ip {text!r}: {exc}") from None
+    full = 32 if net.version == 4 else 128
+    return str(net.network_address) if net.prefixlen == full else str(net)
+
+
+def check_identifiers(ip: str | None, username: str | None, ani: str | None,
+                      tech_prefix: str | None) -> None:
+    given = [n for n, v in (("ip", ip), ("username", username), ("ani", ani),
+                            ("tech prefix", tech_prefix)) if v is not None]
+    if not given:
+        raise InvalidArgument("an account needs an identifier: --ip, --username, --ani "
+                              "or --tech-prefix")
+    if len(given) > 1 and set(given) != {"ip", "tech prefix"}:
+        raise InvalidArgument(f"one identifier per account (or --ip with --tech-prefix), "
+                              f"not {' and '.join(given)}")
+    if username is not None and (not username or any(c.isspace() for c in username)):
+        raise InvalidArgument(f"username {username!r}: no spaces, not empty")
+    if tech_prefix is not None and not re.fullmatch(r"[0-9#*]{1,16}", tech_prefix):
+        raise InvalidArgument(f"tech prefix {tech_prefix!r}: 1 to 16 of 0-9 # *")
+
+
+def _id_key(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+class Registry:
+    """Clients and accounts in one data directory."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- reading
+
+    def generation(self, txn: Any) -> int:
+        raw = self.store.meta.get(txn, _GENERATION)
+        return int(raw) if raw else 0
+
+    def _bump(self, txn: Any) -> None:
+        self.store.meta.put(txn, _GENERATION, str(self.generation(txn) + 1).encode())
+
+    def client_id(self, txn: Any, name: str) -> int:
+        raw = self.store.client_names.get(txn, name.encode())
+        if raw is None:
+            raise UnknownClient(f"no client named {name!r}")
+        return int.from_bytes(raw, "big")
+
+    def client_by_id(self, txn: Any, cid: int) -> Client:
+        raw = self.store.clients.get(txn, _id_key(cid))
+        if raw is None:
+            raise UnknownClient(f"no client with id {cid}")
+        return Client.from_json(json.loads(raw))
+
+    def get_client(self, txn: Any, name: str) -> Client:
+        return self.client_by_id(txn, self.client_id(txn, name))
+
+    def client(self, name: str) -> Client:
+        with self.store.read() as txn:
+            return self.get_client(txn, name)
+
+    def iter_clients(self, txn: Any) -> Iterator[Client]:
+        for _, raw in self.store.clients.items(txn):
+            yield Client.from_json(json.loads(raw))
+
+    def clients(self, *, status: str | None = None, tag: str | None = None) -> list[Client]:
+        with self.store.read() as txn:
+            found = list(self.iter_clients(txn))
+        return sorted((c for c in found if (status is None or c.status == status)
+                       and (tag is None or tag in c.tags)), key=lambda c: c.name.lower())
+
+    def get_account(self, txn: Any, aid: int) -> Account:
+        raw = self.store.accounts.get(txn, _id_key(aid))
+        if raw is None:
+            raise UnknownAccount(f"no account with id {aid}")
+        return Account.from_json(json.loads(raw))
+
+    def account(self, aid: int) -> Account:
+        with self.store.read() as txn:
+            return self.get_account(txn, aid)
+
+    def iter_accounts(self, txn: Any) -> Iterator[Account]:
+        for _, raw in self.store.accounts.items(txn):
+            yield Account.from_json(json.loads(raw))
+
+    def accounts(self, client: str | None = None) -> list[Account]:
+        with self.store.read() as txn:
+            cid = self.client_id(txn, client) if client is not None else None
+            return [a for a in self.iter_accounts(txn) if cid is None or a.client == cid]
+
+    # -- clients
+
+    def _check_tables(self, txn: Any, client: Client) -> None:
+        """Every table the client names exists and is in the client's currency."""
+        from .decks import Decks
+
+        decks = Decks(self.store)
+        named = [t for _, t in client.rate_tables]
+        if client.term_table is not None:
+            named.append(client.term_table)
+        for name in named:
+            rec = decks._record(txn, name)
+            if rec is None:
+                raise UnknownTable(f"no rate table named {name!r}")
+            currency = rec["settings"]["currency"]
+            if currency != client.currency:
+                raise Conflict(f"rate table {name} is in {currency}, client {client.name} "
+                               f"in {client.currency}")
+
+    def _put_client(self, txn: Any, client: Client) -> None:
+        self.store.clients.put(txn, _id_key(client.id), json.dumps(client.to_json()).encode())
+        self._bump(txn)
+
+    def add_client(self, client: Client, txn: Any = None) -> Client:
+        """A new client (its ``id`` is assigned here); in ``txn`` when given (bulk loads)."""
+        client.check()
+
+        def apply(txn: Any) -> Client:
+            if self.store.client_names.get(txn, client.name.encode()) is not None:
+                raise Conflict(f"a client named {client.name!r} already exists")
+            last = self.store.clients.last(txn)
+            now = int(time.time())
+            new = replace(client, id=(int.from_bytes(last, "big") + 1) if last else 1,
+                          created=now, updated=now)
+            self._check_tables(txn, new)
+            self._put_client(txn, new)
+            self.store.client_names.put(txn, new.name.encode(), _id_key(new.id))
+            audit.record(self.store, txn, "client", new.name, "add", None, new.to_json())
+            return new
+
+        return apply(txn) if txn is not None else self.store.write(apply)
+
+    def edit_client(self, name: str, **changes: Any) -> Client:
+        """Change some of a client's settings; ``name=`` renames it."""
+        known = {f.name for f in fields(Client)} - {"id", "created", "updated"}
+        unknown = set(changes) - known
+        if unknown:
+            raise InvalidArgument(f"no client setting {', '.join(sorted(unknown))}")
+
+        def apply(txn: Any) -> Client:
+            old = self.get_client(txn, name)
+            new = replace(old, **changes, updated=int(time.time()))
+            if new.to_json() == replace(old, updated=new.updated).to_json():
+                raise InvalidArgument("nothing to change")
+            new.check()
+            if new.currency != old.currency:
+                from .journal import has_entries
+
+                if has_entries(self.store, txn, old.id):
+                    raise Conflict(f"client {name} has journal entries in {old.currency}; "
+                                   f"its currency cannot change")
+            self._check_tables(txn, new)
+            if new.name != old.name:
+                if self.store.client_names.get(txn, new.name.encode()) is not None:
+                    raise Conflict(f"a client named {new.name!r} already exists")
+                self.store.client_names.delete(txn, old.name.encode())
+                self.store.client_names.put(txn, new.name.encode(), _id_key(new.id))
+            self._put_client(txn, new)
+            audit.record(self.store, txn, "client", new.name, "edit", old.to_json(),
+                         new.to_json())
+            return new
+
+        return self.store.write(apply)
+
+    def delete_client(self, name: str) -> Client:
+        """Mark a client deleted: its accounts stop matching; its history stays."""
+        client = self.client(name)
+        if client.status == "deleted":
+            raise InvalidArgument(f"client {name} is already deleted")
+        return self.edit_client(name, status="deleted")
+
+    # -- accounts
+
+    def add_account(self, client_name: str, *, ip: str | None = None,
+                    username: str | None = None, ani: str | None = None,
+                    tech_prefix: str | None = None, rate_table: str | None = None,
+                    dial_plan: DialPlan | None = None, txn: Any = None) -> Account:
+        """A new account of a client; in ``txn`` when given (bulk loads)."""
+        check_identifiers(ip, username, ani, tech_prefix)
+        if ip is not None:
+            ip = normalise_ip(ip)
+        if ani is not None:
+            ani = dial_plan.to_e164(ani) if dial_plan else normalise_number(ani)
+
+        def apply(txn: Any) -> Account:
+            client = self.get_client(txn, client_name)
+            if client.status == "deleted":
+                raise Conflict(f"client {client_name} is deleted")
+            last = self.store.accounts.last(txn)
+            account = Account(id=(int.from_bytes(last, "big") + 1) if last else 1,
+                              client=client.id, ip=ip, username=username, ani=ani,
+                              tech_prefix=tech_prefix, rate_table=rate_table,
+                              dial_plan=dial_plan.to_json() if dial_plan else None,
+                              created=int(time.time()))
+            if rate_table is not None:
+                self._check_tables(txn, replace(client, rate_tables=[[None, rate_table]],
+                                                term_table=None))
+            key = account.index_key()
+            holder = self.store.identifiers.get(txn, key)
+            if holder is not None:
+                other = self.get_account(txn, int.from_bytes(holder, "big"))
+                owner = self.client_by_id(txn, other.client)
+                raise Conflict(f"{account.identifier()} already recognises account "
+                               f"{other.id} of client {owner.name}",
+                               hint=f"`rater account delete {other.id}` first")
+            self.store.accounts.put(txn, _id_key(account.id),
+                                    json.dumps(account.to_json()).encode())
+            self.store.identifiers.put(txn, key, _id_key(account.id))
+            self._bump(txn)
+            audit.record(self.store, txn, "account", str(account.id), "add", None,
+                         account.to_json())
+            return account
+
+        return apply(txn) if txn is not None else self.store.write(apply)
+
+    def delete_account(self, aid: int) -> Account:
+        def apply(txn: Any) -> Account:
+            account = self.get_account(txn, aid)
+            self.store.accounts.delete(txn, _id_key(aid))
+            self.store.identifiers.delete(txn, account.index_key())
+            self._bump(txn)
+            audit.record(self.store, txn, "account", str(aid), "delete", account.to_json(),
+                         None)
+            return account
+
+        return self.store.write(apply)
+
+    # -- export
+
+    def export_csv(self, balances: dict[int, tuple[int, int]] | None = None) -> str:
+        """Every client as CSV (the Clients section's export), with balances when given."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["id", "name", "status", "currency", "mode", "credit_limit",
+                    "live_balance", "fixed_balance", "rate_table", "term_table",
+                    "payment_terms_days", "bill_by", "max_call_length", "capacity",
+                    "timezone", "tags", "billing_email", "low_balance_threshold"])
+        balances = balances or {}
+        for c in sorted(self.clients(), key=lambda c: c.id):
+            live, fixed = balances.get(c.id, (0, 0))
+            w.writerow([c.id, c.name, c.status, c.currency, c.mode,
+                        show_amount(c.credit_limit), show_amount(live), show_amount(fixed),
+                        ";".join(f"{t}@{s}" if s is not None else t for s, t in c.rate_tables),
+                        c.term_table or "", c.payment_terms_days, c.bill_by,
+                        c.max_call_length, "" if c.capacity is None else c.capacity,
+                        c.timezone, ";".join(c.tags), c.billing_email or "",
+                        "" if c.low_balance_threshold is None
+                        else show_amount(c.low_balance_threshold)])
+        return buf.getvalue()
+
+
+@dataclass
+class Match:
+    """An account matched to a call, or why none was."""
+
+    account: Account | None
+    client: Client | None
+    #: Mismatch reason when no usable account matched (``no-account``, ``client-deleted``).
+    reason: str | None
+    #: The number as dialled, with the matched tech prefix cut.
+    number: str
+
+
+class AccountIndex:
+    """An in-memory snapshot of every account, for matching many calls quickly."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        reg = Registry(store)
+        with store.read() as txn:
+            self.generation = reg.generation(txn)
+            self.clients = {c.id: c for c in reg.iter_clients(txn)}
+            self.client_by_name = {c.name: c for c in self.clients.values()}
+            accounts = list(reg.iter_accounts(txn))
+        self.by_username: dict[str, Account] = {}
+        self.by_ani: dict[str, Account] = {}
+        self.by_tech: dict[str, Account] = {}
+        # (version, prefix length) -> network int -> [(tech prefix, account)], longest first
+        nets: dict[tuple[int, int], dict[int, list[tuple[str, Account]]]] = {}
+        for a in accounts:
+            if a.username is not None:
+                self.by_username[a.username] = a
+            elif a.ani is not None:
+                self.by_ani[a.ani] = a
+            elif a.ip is not None:
+                net = ipaddress.ip_network(a.ip)
+                group = nets.setdefault((net.version, net.prefixlen), {})
+                group.setdefault(int(net.network_address), []).append((a.tech_prefix or "", a))
+            elif a.tech_prefix is not None:
+                self.by_tech[a.tech_prefix] = a
+        for group in nets.values():
+            for lst in group.values():
+                lst.sort(key=lambda p: -len(p[0]))
+        self._nets = sorted(nets.items(), key=lambda kv: -kv[0][1])
+        self._tech_lengths = sorted({len(t) for t in self.by_tech}, reverse=True)
+        self._ip_cache: dict[str, list[tuple[str, Account]] | None] = {}
+        self._plans: dict[int, DialPlan | None] = {a.id: a.plan for a in accounts}
+
+    def stale(self) -> bool:
+        with self.store.read() as txn:
+            return Registry(self.store).generation(txn) != self.generation
+
+    def plan(self, account: Account) -> DialPlan | None:
+        return self._plans.get(account.id)
+
+    def _ip_accounts(self, ip: str) -> list[tuple[str, Account]] | None:
+        try:
+            return self._ip_cache[ip]
+        except KeyError:
+            pass
+        found = None
+        try:
+            addr = ipaddress.ip_address(ip.strip())
+        except ValueError:
+            addr = None
+        if addr is not None:
+            value = int(addr)
+            bits = addr.max_prefixlen
+            for (version, plen), group in self._nets:
+                if version != addr.version:
+                    continue
+                hit = group.get(value >> (bits - plen) << (bits - plen))
+                if hit is not None:
+                    found = hit
+                    break
+        if len(self._ip_cache) < 100_000:
+            self._ip_cache[ip] = found
+        return found
+
+    def _ani(self, ani: str) -> Account | None:
+        a = self.by_ani.get(ani)
+        if a is None:
+            try:
+                a = self.by_ani.get(normalise_number(ani))
+            except ValueError:
+                return None
+        return a
+
+    def find(self, ip: str = "", username: str = "", ani: str = "",
+             number: str = "") -> tuple[Account | None, str]:
+        """The account a call belongs to (None), and the number with its tech prefix cut."""
+        if username:
+            a = self.by_username.get(username)
+            if a is not None:
+                return a, number
+        if ani and self.by_ani:
+            a = self._ani(ani)
+            if a is not None:
+                return a, number
+        if ip and self._nets:
+            candidates = self._ip_accounts(ip)
+            if candidates is not None:
+                for tech, a in candidates:
+                    if number.startswith(tech):
+                        return a, number[len(tech):]
+        for n in self._tech_lengths:
+            a = self.by_tech.get(number[:n])
+            if a is not None:
+                return a, number[n:]
+        return None, number
+
+    def match(self, ip: str = "", username: str = "", ani: str = "",
+              number: str = "") -> Match:
+        account, rest = self.find(ip, username, ani, number)
+        if account is None:
+            return Match(None, None, "no-account", rest)
+        client = self.clients[account.client]
+        if client.status == "deleted":
+            return Match(account, client, "client-deleted", rest)
+        return Match(account, client, None, rest)
+
+
+def client_names(clients: Iterable[Client]) -> dict[int, str]:
+    return {c.id: c.name for c in clients}
