@@ -26,6 +26,7 @@ from .clients import (
 from .config import data_dir, storage_from_env
 from .dialplan import DialPlan
 from .errors import CheckFailed, InvalidArgument
+from .ingest import CHUNK
 from .store import Store
 from .timeutil import format_instant, parse_instant, zone
 
@@ -388,7 +389,7 @@ def cmd_cdr_import(args: argparse.Namespace) -> int:
                                         enabled=False if args.json else None,
                                         unit="CDRs") as bar:
         s = import_cdrs(store, args.file, fmt=args.format, source=args.source,
-                        timezone=args.timezone, progress=bar)
+                        timezone=args.timezone, progress=bar, chunk=args.chunk)
     if args.json:
         _print_json(s.to_json())
         return 0
@@ -629,6 +630,9 @@ def add_commands(sub: Any, command: Command) -> None:
                                      "(source, id) (default: the format's name)")
     sp.add_argument("--timezone", default="UTC",
                     help="zone of times without an offset (default UTC)")
+    sp.add_argument("--chunk", type=int, default=CHUNK, metavar="N",
+                    help=f"CDRs billed per write transaction (default {CHUNK:,}); a killed "
+                         f"import loses nothing, and running it again finishes the rest")
     sp.add_argument("--json", action="store_true")
 
     sp = command(sub, "mismatches", cmd_mismatches,

@@ -40,7 +40,14 @@ from typing import Any
 
 from . import audit
 from .dialplan import DialPlan
-from .errors import Conflict, InvalidArgument, UnknownAccount, UnknownClient, UnknownTable
+from .errors import (
+    Conflict,
+    InvalidArgument,
+    InvalidNumber,
+    UnknownAccount,
+    UnknownClient,
+    UnknownTable,
+)
 from .money import from_nano, to_nano
 from .numbers import normalise_number
 from .store import Store
@@ -63,6 +70,10 @@ def parse_amount(text: str | Decimal, what: str, *, negative: bool = False) -> i
         raise InvalidArgument(f"{what}: {text!r} is not an amount") from None
     if not value.is_finite():
         raise InvalidArgument(f"{what}: {text!r} is not an amount")
+    if value and value.adjusted() > 18:
+        raise InvalidArgument(f"{what}: {text!r} is too large")
+    if value and value.adjusted() < -9:
+        raise InvalidArgument(f"{what}: {text!r} has more than 9 decimal places")
     if value < 0 and not negative:
         raise InvalidArgument(f"{what}: {text!r} is negative")
     try:
@@ -77,8 +88,8 @@ def parse_amount(text: str | Decimal, what: str, *, negative: bool = False) -> i
 def show_amount(nanos: int) -> str:
     """An amount as a decimal string: at least 2 places, more only where they are not 0."""
     value = from_nano(nanos)
-    return str(value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01"))
-               else value)
+    cents = value.quantize(Decimal("0.01"))
+    return format(cents if cents == value else value, "f")
 
 
 @dataclass
@@ -359,7 +370,7 @@ class Registry:
 
         return apply(txn) if txn is not None else self.store.write(apply)
 
-    def edit_client(self, name: str, **changes: Any) -> Client:
+    def edit_client(self, name: str, /, *, action: str = "edit", **changes: Any) -> Client:
         """Change some of a client's settings; ``name=`` renames it."""
         known = {f.name for f in fields(Client)} - {"id", "created", "updated"}
         unknown = set(changes) - known
@@ -385,7 +396,7 @@ class Registry:
                 self.store.client_names.delete(txn, old.name.encode())
                 self.store.client_names.put(txn, new.name.encode(), _id_key(new.id))
             self._put_client(txn, new)
-            audit.record(self.store, txn, "client", new.name, "edit", old.to_json(),
+            audit.record(self.store, txn, "client", new.name, action, old.to_json(),
                          new.to_json())
             return new
 
@@ -396,7 +407,7 @@ class Registry:
         client = self.client(name)
         if client.status == "deleted":
             raise InvalidArgument(f"client {name} is already deleted")
-        return self.edit_client(name, status="deleted")
+        return self.edit_client(name, status="deleted", action="delete")
 
     # -- accounts
 
@@ -415,8 +426,12 @@ class Registry:
             client = self.get_client(txn, client_name)
             if client.status == "deleted":
                 raise Conflict(f"client {client_name} is deleted")
+            # A counter, not the last id + 1: a deleted account's id is never given again.
+            raw = self.store.meta.get(txn, b"last-account")
             last = self.store.accounts.last(txn)
-            account = Account(id=(int.from_bytes(last, "big") + 1) if last else 1,
+            number = max(int(raw) if raw else 0, int.from_bytes(last, "big") if last else 0) + 1
+            self.store.meta.put(txn, b"last-account", str(number).encode())
+            account = Account(id=number,
                               client=client.id, ip=ip, username=username, ani=ani,
                               tech_prefix=tech_prefix, rate_table=rate_table,
                               dial_plan=dial_plan.to_json() if dial_plan else None,
@@ -520,10 +535,14 @@ class AccountIndex:
         for group in nets.values():
             for lst in group.values():
                 lst.sort(key=lambda p: -len(p[0]))
+        #: Whether some IP account needs the number's tech prefix to match.
+        self.has_tech_on_ip = any(t for g in nets.values() for lst in g.values() for t, _ in lst)
         self._nets = sorted(nets.items(), key=lambda kv: -kv[0][1])
         self._tech_lengths = sorted({len(t) for t in self.by_tech}, reverse=True)
         self._ip_cache: dict[str, list[tuple[str, Account]] | None] = {}
         self._plans: dict[int, DialPlan | None] = {a.id: a.plan for a in accounts}
+        self._ani_plans = list(dict.fromkeys(p for a in self.by_ani.values()
+                                             if (p := self._plans[a.id]) is not None))
 
     def stale(self) -> bool:
         with self.store.read() as txn:
@@ -558,11 +577,20 @@ class AccountIndex:
 
     def _ani(self, ani: str) -> Account | None:
         a = self.by_ani.get(ani)
-        if a is None:
+        if a is not None:
+            return a
+        try:
+            a = self.by_ani.get(normalise_number(ani))
+        except InvalidNumber:
+            a = None
+        # A switch sends the calling number in its own national format.
+        for plan in self._ani_plans:
+            if a is not None:
+                break
             try:
-                a = self.by_ani.get(normalise_number(ani))
-            except ValueError:
-                return None
+                a = self.by_ani.get(plan.to_e164(ani))
+            except InvalidNumber:
+                continue
         return a
 
     def find(self, ip: str = "", username: str = "", ani: str = "",

@@ -103,6 +103,11 @@ class Entry:
         return _pack([self.type, self.client, self.amount, self.at, self.date, self.key,
                       self.ref, self.note, self.call, self.held])
 
+    def __post_init__(self) -> None:
+        if self.key is None and self.call is not None:
+            # A rated call's key is implied by its call (stored without it).
+            self.key = f"cdr:{self.call[0]}:{self.call[1]}"
+
     @classmethod
     def unpack(cls, number: int, raw: bytes) -> Entry:
         return cls(number, *msgpack.unpackb(raw))
@@ -172,26 +177,29 @@ def available(client: Client, live: int) -> int | None:
     return None if client.mode == "postpaid" else live + client.credit_limit
 
 
-def append(store: Store, txn: Any, entries: list[Entry],
-           packed: list[bytes] | None = None) -> int:
+def append(store: Store, txn: Any, entries: list[Entry]) -> int:
     """Write ``entries`` (numbered here) and move their clients' balances, in ``txn``.
 
-    Returns the first entry's number. ``packed``: the entries already packed,
-    for callers that pack in bulk (the ``number`` field is not in the packing).
+    Returns the first entry's number.
+    """
+    deltas: dict[int, tuple[int, int]] = {}
+    for e in entries:
+        live, fixed = deltas.get(e.client, (0, 0))
+        deltas[e.client] = (live + e.amount,
+                            fixed + (e.amount if e.type not in CALL_TYPES else 0))
+    first = append_packed(store, txn, [e.pack() for e in entries], deltas)
+    for i, e in enumerate(entries):
+        e.number = first + i
+    return first
+
+
+def append_packed(store: Store, txn: Any, packed: list[bytes],
+                  deltas: dict[int, tuple[int, int]]) -> int:
+    """Write packed entries after the last one and add ``deltas`` (client -> live, fixed
+    change) to the balances, in ``txn``; the caller's deltas must be those of the entries.
     """
     last = store.journal.last(txn)
     first = (int.from_bytes(last, "big") + 1) if last else 1
-    deltas: dict[int, list[int]] = {}
-    for i, e in enumerate(entries):
-        e.number = first + i
-        d = deltas.get(e.client)
-        if d is None:
-            d = deltas[e.client] = [0, 0]
-        d[0] += e.amount
-        if e.type not in CALL_TYPES:
-            d[1] += e.amount
-    if packed is None:
-        packed = [e.pack() for e in entries]
     tag = store.journal.tag
     # Not putmulti(append=True): the journal shares the main database with other spaces.
     _, added = txn.cursor().putmulti([(tag + _num(first + i), raw)
