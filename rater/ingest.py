@@ -451,7 +451,9 @@ def _read_layout(reader: Any, fmt: str, out: Received, problems: _Problems,
                          f"{record[c_bill]!r} is not a whole number of seconds")
         if setup is None or connect is None or billsec is None:
             continue
-        if not answered:
+        if not answered or (fmt == "asterisk" and record[14].strip() not in ("ANSWERED", "")):
+            # Asterisk may record billsec for a leg it says was not answered (NO ANSWER,
+            # BUSY...): such a leg is not a call to bill.
             billsec = 0
         if fmt == "asterisk":
             # One uniqueid for every leg of a call: the legs differ by these.
@@ -665,8 +667,10 @@ class Pricer:
         vendor_col: list[int | None] = [None] * n
         vendor_currency: list[str | None] = [None] * n
         digits = np.array(e164, dtype="S")
-        tables = np.array([t or "" for t in table_col], dtype=object)
-        for table in {t for t in table_col if t is not None}:
+        # Only calls that are still priceable go to a table (not those a reason already stops).
+        tables = np.array([t if t is not None and r is None else ""
+                           for t, r in zip(table_col, reason, strict=True)], dtype=object)
+        for table in set(tables.tolist()) - {""}:
             idx = np.flatnonzero(tables == table)
             deck = self.deck(table)
             if deck is None:
