@@ -318,12 +318,14 @@ def cmd_transaction_add(args: argparse.Namespace) -> int:
     with _open(args) as store:
         expires = _instant(args.expires, "UTC", "--expires")
         result = Journal(store).post(args.client, args.type, args.amount, key=args.key,
-                                     ref=args.ref, note=args.note, currency=args.currency,
+                                     ref=args.ref, note=args.note,
+                                     currency=args.currency.upper() if args.currency else None,
                                      expires=expires)
         bal = Journal(store).balance(args.client).to_json()
     e = result.entry
     if args.json:
-        _print_json({"entry": e.to_json(), "duplicate": result.duplicate, "balance": bal})
+        _print_json({"entry": e.to_json({e.client: bal["client"]}),
+                     "duplicate": result.duplicate, "balance": bal})
         return 0
     if result.duplicate:
         print(f"Already posted as entry {e.number} (key {e.key}): nothing changed")

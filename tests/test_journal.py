@@ -383,9 +383,6 @@ def test_cli_add_json_and_small_amounts(data: Path) -> None:
                    "-12.121756789, fixed -12.121756789\n")
 
 
-@pytest.mark.xfail(strict=True, reason="`transaction add --json` shows the entry's client as "
-                                        "its id (Entry.to_json without names); `transaction "
-                                        "list --json` shows the name")
 def test_cli_add_json_names_the_client_like_list(data: Path) -> None:
     report = json.loads(ok(run_cli("transaction", "add", "alice", "manual-payment", "1",
                                    "--json", data=data)))
