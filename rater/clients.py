@@ -33,7 +33,7 @@ import ipaddress
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -626,6 +626,3 @@ class AccountIndex:
             return Match(account, client, "client-deleted", rest)
         return Match(account, client, None, rest)
 
-
-def client_names(clients: Iterable[Client]) -> dict[int, str]:
-    return {c.id: c.name for c in clients}

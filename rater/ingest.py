@@ -477,15 +477,6 @@ def _read_layout(reader: Any, fmt: str, out: Received, problems: _Problems,
 
 # -- pricing
 
-def bill_instant(client: Client, start: int, duration: int, setup: int | None) -> int:
-    """The instant that prices a call and places it in a period."""
-    if client.bill_by == "connect":
-        return start
-    if client.bill_by == "disconnect":
-        return start + duration
-    return start if setup is None else setup
-
-
 class Pricer:
     """Matches received CDRs to accounts and prices them; holds the decks it opened."""
 
@@ -731,10 +722,6 @@ def _pick(values: list[Any], which: Any) -> list[Any]:
     table = np.empty(len(values), dtype=object)
     table[:] = values
     return list(table[which].tolist())
-
-
-def _call_key(source: str, rid: str) -> bytes:
-    return source.encode() + b"\0" + rid.encode("utf-8", "surrogateescape")
 
 
 def _when_key(date: int, key: bytes) -> bytes:
