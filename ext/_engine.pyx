@@ -418,7 +418,8 @@ cdef inline int64_t call_status(int n, int64_t start, int64_t duration) noexcept
 
 cdef inline int64_t price_call(const Deck* d, const uint8_t* digits, int n, int64_t start,
                                int64_t duration, int64_t* billed, int64_t* row,
-                               int* plen) noexcept nogil:
+                               int* plen, Charges* charges) noexcept nogil:
+    """One call: the status or cost; what priced it in row and plen (charges: how, or NULL)."""
     cdef int64_t status = call_status(n, start, duration)
     if status:
         row[0] = -1
@@ -429,7 +430,7 @@ cdef inline int64_t price_call(const Deck* d, const uint8_t* digits, int n, int6
     if row[0] < 0:
         billed[0] = 0
         return ST_UNMATCHED
-    return price_row(d, digits, n, start, row[0], duration, billed, NULL)
+    return price_row(d, digits, n, start, row[0], duration, billed, charges)
 
 
 cdef int64_t max_duration_row(const Deck* d, const uint8_t* digits, int n, int64_t start,
@@ -934,7 +935,8 @@ cdef class Engine:
         cdef int n = load_digits(number, digits, tech_prefix, len(tech_prefix))
         cdef int64_t billed, row
         cdef int plen
-        cdef int64_t cost = price_call(&self.deck, digits, n, start, duration, &billed, &row, &plen)
+        cdef int64_t cost = price_call(&self.deck, digits, n, start, duration, &billed, &row,
+                                       &plen, NULL)
         return (cost, billed, row, plen)
 
     def charges(self, number, int64_t start, int64_t duration, bytes tech_prefix=b""):
@@ -954,13 +956,8 @@ cdef class Engine:
         charges.n = 0
         charges.cap = 1024
         charges.truncated = False
-        cdef int64_t cost = call_status(n, start, duration)
-        row = -1
-        plen = 0
-        if not cost:
-            row = find_row(&self.deck, digits, n, start, start, &plen)
-            cost = price_row(&self.deck, digits, n, start, row, duration, &billed,
-                             &charges) if row >= 0 else ST_UNMATCHED
+        cdef int64_t cost = price_call(&self.deck, digits, n, start, duration, &billed, &row,
+                                       &plen, &charges)
         return (cost, billed, row, plen,
                 [(items[i].row, items[i].tier, items[i].from_s, items[i].increments)
                  for i in range(charges.n)], bool(charges.truncated))
@@ -988,10 +985,9 @@ cdef class Engine:
         cdef uint8_t digits[MAX_DIGITS]
         cdef int n = load_digits(number, digits, tech_prefix, len(tech_prefix))
         cdef int plen
-        if n < 0:
-            return (0, ST_BAD_NUMBER)
-        if limit < 0 or limit > MAX_SECONDS or start < 0 or start >= END_INSTANT:
-            return (0, ST_BAD_CALL)
+        cdef int64_t status = call_status(n, start, limit)
+        if status:
+            return (0, status)
         cdef int64_t row = find_row(&self.deck, digits, n, start, start, &plen)
         if row < 0:
             return (0, ST_UNMATCHED)
@@ -1091,36 +1087,6 @@ cdef class Engine:
                         found += 1
                 base += g
         return found
-
-    def max_duration_batch(self, const uint64_t[::1] numbers, const int64_t[::1] starts,
-                           const int64_t[::1] amounts, int64_t limit, int64_t[::1] out):
-        """Longest affordable duration per call (-1 where nothing matches)."""
-        cdef Py_ssize_t n = numbers.shape[0], i, base
-        if starts.shape[0] != n or amounts.shape[0] != n or out.shape[0] != n:
-            raise ValueError("max_duration_batch: arrays differ in length")
-        if limit < 0 or limit > MAX_SECONDS:
-            raise ValueError(f"limit {limit} out of range")
-        cdef Walk lanes[LANES]
-        cdef int64_t rows[LANES]
-        cdef int g, k
-        cdef int pl[LANES]
-        cdef const Deck* d = &self.deck
-        with nogil:
-            base = 0
-            while base < n:
-                g = LANES if n - base > LANES else <int>(n - base)
-                for k in range(g):
-                    i = base + k
-                    lanes[k].n = digits_of_u64(numbers[i], lanes[k].digits)
-                    if call_status(lanes[k].n, starts[i], 0):
-                        lanes[k].n = -1
-                walk_group(d, lanes, g)
-                resolve_group(d, lanes, g, &starts[base], rows, pl, True)
-                for k in range(g):
-                    i = base + k
-                    out[i] = max_duration_row(d, lanes[k].digits, lanes[k].n, starts[i],
-                                              rows[k], amounts[i], limit) if rows[k] >= 0 else -1
-                base += g
 
     def parse_instant(self, text):
         """An instant from CDR text in the deck's zone, as the file path reads it; None if bad."""

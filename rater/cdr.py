@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from ._engine import Engine
 from .engine import Deck, rate_arrays
@@ -51,10 +51,31 @@ FORMATS = ("auto", "canonical", "asterisk", "freeswitch")
 OUTPUT_HEADER = b"id,start,number,duration,prefix,destination,billed_seconds,cost\n"
 CANONICAL_COLUMNS = ("id", "start", "number", "duration")
 
-# 0-based columns: (number, answer, start, duration, id, minimum fields)
-_LAYOUTS = {
-    "asterisk": (2, 10, 9, 13, 16, 17),
-    "freeswitch": (2, 5, 4, 8, 10, 13),
+class Layout(NamedTuple):
+    """Where a cdr-csv layout keeps each field (0-based columns), and what it calls them."""
+
+    number: int
+    answer: int
+    start: int
+    billsec: int
+    id: int
+    #: The fewest fields a record has.
+    width: int
+    username: int
+    ani: int
+    #: The layout's names of the start, answer and id fields (for error messages).
+    names: tuple[str, str, str]
+
+
+LAYOUTS = {
+    # accountcode(0), src(1), dst(2), dcontext, clid, channel, dstchannel(6), lastapp,
+    # lastdata, start(9), answer(10), end, duration, billsec(13), disposition(14),
+    # amaflags, uniqueid(16)
+    "asterisk": Layout(2, 10, 9, 13, 16, 17, 0, 1, ("start", "answer", "uniqueid")),
+    # caller_id_name, caller_id_number(1), destination_number(2), context,
+    # start_stamp(4), answer_stamp(5), end_stamp, duration, billsec(8), hangup_cause,
+    # uuid(10), bleg_uuid, accountcode(12)
+    "freeswitch": Layout(2, 5, 4, 8, 10, 13, 12, 1, ("start_stamp", "answer_stamp", "uuid")),
 }
 
 _CHUNK_ROWS = 65536
@@ -92,8 +113,8 @@ def detect_format(path: Path) -> str:
     if set(CANONICAL_COLUMNS) <= names:
         return "canonical"
     for fmt in ("asterisk", "freeswitch"):
-        _, _, start, _, _, width = _LAYOUTS[fmt]
-        if len(first) >= width and _looks_like_time(first[start]):
+        layout = LAYOUTS[fmt]
+        if len(first) >= layout.width and _looks_like_time(first[layout.start]):
             return fmt
     raise CdrFileError([Problem(str(path), 1, None, None,
                                 "cannot tell the CDR format (not a canonical header "
@@ -250,12 +271,12 @@ def _rate_layout(deck: Deck, engine: Engine, src: Path, sink: BinaryIO, fmt: str
     """Asterisk and FreeSWITCH files: parsed here, rated in batches."""
     import numpy as np
 
-    number_col, answer_col, start_col, dur_col, id_col, width = _LAYOUTS[fmt]
+    layout = LAYOUTS[fmt]
+    number_col, answer_col, start_col = layout.number, layout.answer, layout.start
+    dur_col, id_col, width = layout.billsec, layout.id, layout.width
     parse = engine.parse_instant
     rows = rated = unmatched = total = 0
-    names = engine.destination_names()
-    dest_of = deck._row_field(engine, "dest")
-    decimals_of = deck._row_field(engine, "decimals")
+    names, dest_of, decimals_of = deck.row_facts(engine)
     consumed = 0
 
     def counted(f: Iterator[str]) -> Iterator[str]:

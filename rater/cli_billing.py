@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .cli import _open, _print_json, _table
+from .cli import _when as _when_in
 from .clients import (
     BILL_EVENTS,
     DEFAULT_MAX_CALL_LENGTH,
@@ -23,31 +25,14 @@ from .clients import (
     parse_amount,
     show_amount,
 )
-from .config import data_dir, storage_from_env
+from .config import CDR_CHUNK
 from .dialplan import DialPlan
 from .errors import CheckFailed, InvalidArgument
-from .ingest import CHUNK
 from .store import Store
 from .timeutil import format_instant, parse_instant, zone
 
 Command = Callable[[Any, str, Callable[[argparse.Namespace], int], str],
                    argparse.ArgumentParser]
-
-
-def _open(args: argparse.Namespace, *, create: bool = False) -> Store:
-    return Store(data_dir(args.data), storage_from_env(), create=create)
-
-
-def _print_json(obj: Any) -> None:
-    from .cli import _print_json as show
-
-    show(obj)
-
-
-def _table(rows: list[list[object]], header: list[str]) -> None:
-    from .cli import _table as show
-
-    show(rows, header)
 
 
 def _instant(text: str | None, tz: str, what: str) -> int | None:
@@ -70,7 +55,8 @@ def _period(args: argparse.Namespace, *, required: bool) -> tuple[int | None, in
 
 
 def _when(t: int | None) -> str:
-    return "" if t is None else format_instant(t, zone("UTC"))
+    """An instant for people, in UTC."""
+    return _when_in(t, zone("UTC"))
 
 
 # -- clients
@@ -632,8 +618,8 @@ def add_commands(sub: Any, command: Command) -> None:
                                      "(source, id) (default: the format's name)")
     sp.add_argument("--timezone", default="UTC",
                     help="zone of times without an offset (default UTC)")
-    sp.add_argument("--chunk", type=int, default=CHUNK, metavar="N",
-                    help=f"CDRs billed per write transaction (default {CHUNK:,}); a killed "
+    sp.add_argument("--chunk", type=int, default=CDR_CHUNK, metavar="N",
+                    help=f"CDRs billed per write transaction (default {CDR_CHUNK:,}); a killed "
                          f"import loses nothing, and running it again finishes the rest")
     sp.add_argument("--json", action="store_true")
 

@@ -46,7 +46,6 @@ from .errors import (
     InvalidNumber,
     UnknownAccount,
     UnknownClient,
-    UnknownTable,
 )
 from .money import from_nano, to_nano
 from .numbers import normalise_number
@@ -122,6 +121,12 @@ class Client:
     @property
     def vendor(self) -> bool:
         return self.term_table is not None
+
+    def only_table(self) -> str | None:
+        """The orig rate table of every date, when there is just one from the beginning."""
+        if len(self.rate_tables) == 1 and self.rate_tables[0][0] is None:
+            return str(self.rate_tables[0][1])
+        return None
 
     def rate_table_at(self, t: int) -> str | None:
         """The orig rate table in force at instant ``t`` (None: none yet)."""
@@ -339,10 +344,7 @@ class Registry:
         if client.term_table is not None:
             named.append(client.term_table)
         for name in named:
-            rec = decks._record(txn, name)
-            if rec is None:
-                raise UnknownTable(f"no rate table named {name!r}")
-            currency = rec["settings"]["currency"]
+            currency = decks.currency_in(txn, name)
             if currency != client.currency:
                 raise Conflict(f"rate table {name} is in {currency}, client {client.name} "
                                f"in {client.currency}")
@@ -544,6 +546,17 @@ class AccountIndex:
         self._ani_plans = list(dict.fromkeys(p for a in self.by_ani.values()
                                              if (p := self._plans[a.id]) is not None))
 
+    def client_named(self, name: str) -> Client:
+        c = self.client_by_name.get(name)
+        if c is None:
+            raise UnknownClient(f"no client named {name!r}")
+        return c
+
+    def at_address(self, ip: str) -> Account | None:
+        """An account of the longest block holding ``ip`` (its shortest tech prefix's)."""
+        hits = self._ip_accounts(ip) if self._nets else None
+        return hits[-1][1] if hits else None
+
     def stale(self) -> bool:
         with self.store.read() as txn:
             return Registry(self.store).generation(txn) != self.generation
@@ -616,13 +629,16 @@ class AccountIndex:
                 return a, number[n:]
         return None, number
 
+    def client_of(self, account: Account) -> tuple[Client, str | None]:
+        """The account's client, and why its calls cannot be billed (None: they can)."""
+        client = self.clients[account.client]
+        return client, "client-deleted" if client.status == "deleted" else None
+
     def match(self, ip: str = "", username: str = "", ani: str = "",
               number: str = "") -> Match:
         account, rest = self.find(ip, username, ani, number)
         if account is None:
             return Match(None, None, "no-account", rest)
-        client = self.clients[account.client]
-        if client.status == "deleted":
-            return Match(account, client, "client-deleted", rest)
-        return Match(account, client, None, rest)
+        client, reason = self.client_of(account)
+        return Match(account, client, reason, rest)
 

@@ -18,13 +18,11 @@ import numpy as np
 from . import deckformat as fmt
 from ._engine import Engine, build_trie
 from .money import METHODS, from_nano
-from .tariff import Item, RateRow, RateTable
+from .tariff import Item, RateRow, RateTable, cap_fits
 from .timeutil import days_from_civil, transitions
 
 NEVER = -(2**63)
 FOREVER = 2**63 - 1
-MAX_ROWS_PER_PREFIX = 0x7FFF
-NODE_ALWAYS = 0x8000   # nrows flag: the node's one row is in force at all times, any profile
 MAX_DENOMINATOR = 2**31 - 1
 
 
@@ -117,17 +115,17 @@ def compile_rows(table: RateTable, items: Iterable[Item]) -> Compiled:
     node_nrows = np.zeros(len(prefixes), np.uint16)
     for k, p in enumerate(prefixes):
         entries = by_prefix[p]
-        if len(entries) > MAX_ROWS_PER_PREFIX:
+        if len(entries) > fmt.NODE_NROWS:
             raise CompileError(f"prefix {p} has {len(entries)} rows over time; "
-                               f"the limit is {MAX_ROWS_PER_PREFIX}")
+                               f"the limit is {fmt.NODE_NROWS}")
         node_rows[k] = len(r_from)
         (_, profile, _, _), lo, hi = entries[0]
         always = len(entries) == 1 and lo == NEVER and hi == FOREVER and not profile
-        node_nrows[k] = len(entries) | (NODE_ALWAYS if always else 0)
+        node_nrows[k] = len(entries) | (fmt.NODE_ALWAYS if always else 0)
         for (_, profile, _, st), lo, hi in entries:
             _, dest, fee, tiers, min_s, grace, cap, dec, method, _ = st
             places = default_dec if dec is None else dec
-            if cap is not None and cap % 10 ** (9 - places):
+            if cap is not None and not cap_fits(cap, places):
                 raise CompileError(f"prefix {p}: its cost cap {from_nano(cap)} has more decimal "
                                    f"places than the rounding rule's {places}")
             dest_id = dest_ids.get(dest)

@@ -15,6 +15,8 @@ from pathlib import Path
 from .errors import ConfigError
 
 DEFAULT_DATA_DIR = "rater-data"
+#: CDRs billed per write transaction by ``rater cdr import`` (``--chunk``).
+CDR_CHUNK = 50_000
 
 
 @dataclass(frozen=True)

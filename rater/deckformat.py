@@ -26,6 +26,8 @@ import numpy as np
 MAGIC = b"RATERDK\0"
 FORMAT_VERSION = 1
 FLAG_SPLIT = 1
+NODE_NROWS = 0x7FFF     # Node.nrows: how many rows the prefix has (the most it may have)
+NODE_ALWAYS = 0x8000    # Node.nrows flag: its one row is in force at all times, any profile
 
 HEADER_DTYPE = np.dtype([
     ("magic", "S8"), ("format_version", "<u4"), ("flags", "<u4"),

@@ -34,11 +34,19 @@ from .deckfile import ParsedDeck, parse_deck
 from .errors import Conflict, InvalidArgument, UnknownProfile, UnknownTable
 from .progress import Progress
 from .store import Store
-from .tariff import Item, RateRow, RateTable, Rounding, TimeProfile, decode_stored, encode_stored
+from .tariff import (
+    Item,
+    RateRow,
+    RateTable,
+    Rounding,
+    TimeProfile,
+    decode_stored,
+    encode_stored,
+    is_closed,
+)
 from .timeutil import parse_instant, zone
 
 NEVER = -(2**63)
-CLOSED = b"[1,"          # how every stored closure begins (tariff.encode_stored)
 T = TypeVar("T")
 
 
@@ -76,7 +84,7 @@ class Change:
     def kind(self) -> str:
         if self.after is None:
             return "removed"
-        if self.after.startswith(CLOSED):
+        if is_closed(self.after):
             return "closed"
         if self.before is None:
             return "added"
@@ -166,6 +174,10 @@ class Decks:
     def _record(self, txn: Any, name: str) -> dict[str, Any] | None:
         raw = self._tables.get(txn, name.encode())
         return None if raw is None else dict(json.loads(raw))
+
+    def currency_in(self, txn: Any, name: str) -> str:
+        """The currency of table ``name`` as ``txn`` sees it (UnknownTable if none)."""
+        return str(self._require(txn, name)["settings"]["currency"])
 
     def _require(self, txn: Any, name: str) -> dict[str, Any]:
         rec = self._record(txn, name)
@@ -417,7 +429,7 @@ class Decks:
             start_of[(prefix, profile)] = min(e, start_of.get((prefix, profile), e))
         deleted: set[bytes] = set()
         for key, value in existing.items():
-            if key in fresh or not value.startswith(CLOSED):
+            if key in fresh or not is_closed(value):
                 continue
             _, prefix, profile, eff = split_row_key(key)
             start = start_of.get((prefix, profile))

@@ -164,6 +164,7 @@ class Deck:
         self.version: int = record["version"]
         self.stamp: int = record["stamp"]
         self._txn, self._engine = txn, engine
+        self._row_facts: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]] | None = None
 
     def _detach(self) -> None:
         self._engine = None
@@ -253,7 +254,8 @@ class Deck:
         digits, start = self._call(number, at, duration_s, tech_prefix)
         with self.store.gate.shared:
             engine = self.engine
-            # The engine normalises the raw number itself, by the same rules.
+            # The raw number: the engine normalises it by the same rules (normalising
+            # digits again would cut a second "00" from "+00...").
             cost, billed, row, plen = engine.rate(number, start, duration_s,
                                                   tech_prefix.encode())
             return self._rated(engine, number, digits, start, duration_s, cost, billed, row,
@@ -328,40 +330,35 @@ class Deck:
         with self.using() as engine:
             return rate_arrays(engine, numbers, starts, durations, tech_prefix)
 
-    def max_duration_batch(self, numbers: npt.ArrayLike, starts: npt.ArrayLike,
-                           amounts_nanos: npt.ArrayLike, limit_s: int) -> npt.NDArray[np.int64]:
-        """The longest affordable call per number (uint64 E.164 digits), -1 where none matches.
-
-        ``amounts_nanos``: int64 amounts in nanos of the table's currency.
-        """
-        import numpy as np
-
-        nums = np.ascontiguousarray(numbers, dtype=np.uint64)
-        st = np.ascontiguousarray(starts, dtype=np.int64)
-        am = np.ascontiguousarray(amounts_nanos, dtype=np.int64)
-        if not 0 <= limit_s <= MAX_SECONDS:
-            raise InvalidArgument(f"limit {limit_s} must be 0..{MAX_SECONDS} seconds")
-        out = np.empty(len(nums), np.int64)
-        with self.using() as engine:
-            engine.max_duration_batch(nums, st, am, limit_s, out)
-        return out
-
     def destinations(self, rows: npt.NDArray[np.int32]) -> list[str]:
         """Destination names for a batch's rows ('' where unmatched)."""
-        with self.using() as engine:
-            names = engine.destination_names()
-            dest = self._row_field(engine, "dest")
+        names, dest, _ = self.row_facts()
         return [names[dest[r]] if r >= 0 else "" for r in rows.tolist()]
 
     def costs(self, batch: Batch) -> list[Decimal | None]:
         """A batch's costs as Decimals with their rows' decimal places (None: unmatched)."""
-        with self.using() as engine:
-            decimals = self._row_field(engine, "decimals")
+        _, _, decimals = self.row_facts()
         return [from_nano(c, int(decimals[r])) if c >= 0 else None
                 for c, r in zip(batch.cost_nanos.tolist(), batch.row.tolist(), strict=True)]
 
-    def _row_field(self, engine: Engine, name: str) -> npt.NDArray[Any]:
-        """One field of every compiled row (a copy: still valid after the deck moves on)."""
+    def row_facts(self, engine: Engine | None = None
+                  ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+        """For the deck now attached: destination names (an object array), and each
+        compiled row's index into them and its decimal places (copies, read once per
+        attach, so a batch indexes them with its ``row`` array).
+
+        ``engine``: the caller's, when it already holds it with :meth:`using`.
+        """
+        facts = self._row_facts
+        if facts is None:
+            if engine is None:
+                with self.using() as held:
+                    return self.row_facts(held)
+            facts = self._row_facts = self._read_row_facts(engine)
+        return facts
+
+    def _read_row_facts(self, engine: Engine
+                        ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
         import numpy as np
 
         from . import deckformat as fmt
@@ -369,7 +366,10 @@ class Deck:
         h = engine.header()
         blob = self.store.compiled.get(self._txn, self.name.encode())
         rows = np.frombuffer(blob, fmt.ROW_DTYPE, count=h["n_rows"], offset=h["off_rows"])
-        return rows[name].copy()
+        listed = engine.destination_names()
+        names = np.empty(len(listed), dtype=object)
+        names[:] = listed
+        return names, rows["dest"].copy(), rows["decimals"].copy()
 
 
 def rate_arrays(engine: Engine, numbers: npt.ArrayLike, starts: npt.ArrayLike,

@@ -43,8 +43,9 @@ from typing import Any
 
 import msgpack
 
-from .cdr import detect_format
-from .clients import AccountIndex, Client, show_amount
+from .cdr import LAYOUTS, detect_format
+from .clients import AccountIndex, Client, Registry, show_amount
+from .config import CDR_CHUNK
 from .engine import Deck
 from .errors import (
     CdrFileError,
@@ -75,7 +76,7 @@ REASONS = {
     "bad-number": "the number is not a dialled number",
     "no-rate": "no rate for the number at the call's time",
 }
-CHUNK = 50_000
+CHUNK = CDR_CHUNK
 _BLOCK = 65_536
 _EPOCH = datetime(1970, 1, 1)
 MAX_PROBLEMS = 20
@@ -112,18 +113,20 @@ class Received:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _received(self) -> list[list[Any]]:
+        """The columns of the received part of a record, in record order (R_START...)."""
+        return [self.starts, self.durations, self.numbers, self.ips, self.users, self.anis,
+                self.vendors, self.setups]
+
     def columns(self, lo: int, hi: int, offsets: list[int] | None = None) -> list[list[Any]]:
         """The received columns of CDRs lo..hi (only ``offsets`` within them, when given)."""
-        cols: list[list[Any]] = [self.starts, self.durations, self.numbers, self.ips,
-                                 self.users, self.anis, self.vendors, self.setups]
         if offsets is None:
-            return [c[lo:hi] for c in cols]
-        return [[c[lo + j] for j in offsets] for c in cols]
+            return [c[lo:hi] for c in self._received()]
+        return [[c[lo + j] for j in offsets] for c in self._received()]
 
     def record(self, i: int) -> list[Any]:
         """The received part of CDR ``i``'s record."""
-        return [self.starts[i], self.durations[i], self.numbers[i], self.ips[i], self.users[i],
-                self.anis[i], self.vendors[i], self.setups[i]]
+        return [c[i] for c in self._received()]
 
 
 class InstantReader:
@@ -415,15 +418,10 @@ def _peer(channel: str) -> str:
 
 def _read_layout(reader: Any, fmt: str, out: Received, problems: _Problems,
                  instant: InstantReader, progress: Progress | None) -> None:
-    if fmt == "asterisk":
-        # accountcode, src, dst, ..., dstchannel(6), ..., start(9), answer(10), end(11),
-        # duration(12), billsec(13), disposition(14), amaflags(15), uniqueid(16)
-        c_user, c_ani, c_num, c_setup, c_answer, c_bill, c_id, width = 0, 1, 2, 9, 10, 13, 16, 17
-    else:
-        # caller_id_name, caller_id_number(1), destination_number(2), context,
-        # start_stamp(4), answer_stamp(5), end_stamp, duration, billsec(8), hangup_cause,
-        # uuid(10), bleg_uuid, accountcode(12)
-        c_user, c_ani, c_num, c_setup, c_answer, c_bill, c_id, width = 12, 1, 2, 4, 5, 8, 10, 11
+    layout = LAYOUTS[fmt]
+    c_user, c_ani, c_num, c_setup = layout.username, layout.ani, layout.number, layout.start
+    c_answer, c_bill, c_id, width = layout.answer, layout.billsec, layout.id, layout.width
+    setup_name, answer_name, id_name = layout.names
     line = 0
     for record in reader:
         here = line + 1
@@ -436,15 +434,13 @@ def _read_layout(reader: Any, fmt: str, out: Received, problems: _Problems,
             continue
         rid = record[c_id].strip()
         if not rid:
-            problems.add(here, c_id + 1, "uniqueid" if fmt == "asterisk" else "uuid", "empty")
+            problems.add(here, c_id + 1, id_name, "empty")
             continue
-        setup = _instant(instant, record[c_setup], problems, here, c_setup,
-                         "start" if fmt == "asterisk" else "start_stamp")
+        setup = _instant(instant, record[c_setup], problems, here, c_setup, setup_name)
         answered = record[c_answer].strip()
         connect = setup
         if answered:
-            connect = _instant(instant, answered, problems, here, c_answer,
-                               "answer" if fmt == "asterisk" else "answer_stamp")
+            connect = _instant(instant, answered, problems, here, c_answer, answer_name)
         billsec = _seconds(record[c_bill])
         if billsec is None:
             problems.add(here, c_bill + 1, "billsec",
@@ -467,7 +463,7 @@ def _read_layout(reader: Any, fmt: str, out: Received, problems: _Problems,
         out.durations.append(billsec)
         out.numbers.append(record[c_num].strip())
         out.ips.append("")
-        out.users.append(record[c_user].strip() if len(record) > c_user else "")
+        out.users.append(record[c_user].strip())
         out.anis.append(record[c_ani].strip())
         out.vendors.append(vendor)
         out.setups.append(setup)
@@ -484,7 +480,6 @@ class Pricer:
         self.store = store
         self.index = index or AccountIndex(store)
         self._decks: dict[str, Deck | None] = {}
-        self._names: dict[str, tuple[Any, Any]] = {}
         vendors = [c for c in self.index.clients.values() if c.vendor]
         self._vendor_by_name = {c.name: c for c in vendors}
 
@@ -518,26 +513,11 @@ class Pricer:
         c = self._vendor_by_name.get(text)
         if c is not None:
             return c
-        a = self.index.by_username.get(text)
-        if a is None:
-            hits = self.index._ip_accounts(text) if self.index._nets else None
-            a = hits[-1][1] if hits else None
+        a = self.index.by_username.get(text) or self.index.at_address(text)
         if a is not None:
             c = self.index.clients[a.client]
             return c if c.vendor else None
         return None
-
-    def destinations(self, table: str, deck: Deck) -> tuple[Any, Any]:
-        """The deck's destination names (an object array) and each row's index into them."""
-        import numpy as np
-
-        found = self._names.get(table)
-        if found is None:
-            with deck.using() as engine:
-                names = np.empty(len(engine.destination_names()), dtype=object)
-                names[:] = engine.destination_names()
-                found = self._names[table] = (names, deck._row_field(engine, "dest"))
-        return found
 
     def price(self, rec: list[list[Any]]) -> None:
         """Fill in how each received record stands now (extends each to its full length)."""
@@ -586,15 +566,10 @@ class Pricer:
                 return 0
             got = slot.get(a.id)
             if got is None:
-                c = index.clients[a.client]
-                fixed = a.rate_table
-                if fixed is None and len(c.rate_tables) == 1 and c.rate_tables[0][0] is None:
-                    fixed = c.rate_tables[0][1]
-                deleted = c.status == "deleted"
+                c, why = index.client_of(a)
                 got = slot[a.id] = len(per)
-                per.append((a.id, "client-deleted" if deleted else None,
-                            None if deleted else c.id, None if deleted else c.currency,
-                            fixed, index.plan(a), c.bill_by))
+                per.append((a.id, why, None if why else c.id, None if why else c.currency,
+                            a.rate_table or c.only_table(), index.plan(a), c.bill_by))
             return got
 
         if combos is not None:
@@ -618,8 +593,8 @@ class Pricer:
         plans = [p[5] for p in per]
         special = {j for j, p in enumerate(per) if p[5] is not None or (
             p[2] is not None and p[4] is None) or p[6] == "setup"}
-        e164 = [num if num.isdigit() and num.isascii() and len(num) <= 32 else ""
-                for num in rest]
+        e164 = [num if num.isdigit() and num.isascii() and len(num) <= 32
+                and not num.startswith("00") else "" for num in rest]
         need = np.isin(which, list(special)) if special else np.zeros(n, bool)
         need |= np.array([not d for d in e164], dtype=bool)
         rows = np.flatnonzero(need).tolist()
@@ -657,7 +632,9 @@ class Pricer:
         cost: list[int | None] = [None] * n
         vendor_col: list[int | None] = [None] * n
         vendor_currency: list[str | None] = [None] * n
-        digits = np.array(e164, dtype="S")
+        # "+" first: the engine then cuts just that, and reads the digits as they are (it
+        # would cut a leading "00" again, which "+00..." has kept).
+        digits = np.array(["+" + d for d in e164], dtype="S")
         # Only calls that are still priceable go to a table (not those a reason already stops).
         tables = np.array([t if t is not None and r is None else ""
                            for t, r in zip(table_col, reason, strict=True)], dtype=object)
@@ -669,7 +646,7 @@ class Pricer:
                     reason[i] = "unknown-table"
                 continue
             result = deck.rate_batch(digits[idx], date[idx], dur[idx])
-            names, dest_of = self.destinations(table, deck)
+            names, dest_of, _ = deck.row_facts()
             ok = result.cost_nanos >= 0
             ok &= np.array([c == deck.currency for c in currency_arr[idx].tolist()], bool)
             for i, c_ in zip(idx[~ok].tolist(), result.cost_nanos[~ok].tolist(), strict=True):
@@ -1040,14 +1017,7 @@ def rerate(store: Store, since: int, until: int, client: str | None = None, *,
     if progress is not None:
         progress.total = len(keys)
     with Pricer(store) as pricer:
-        cid = None
-        if client is not None:
-            c = pricer.index.client_by_name.get(client)
-            if c is None:
-                from .errors import UnknownClient
-
-                raise UnknownClient(f"no client named {client!r}")
-            cid = c.id
+        cid = None if client is None else pricer.index.client_named(client).id
         for lo in range(0, len(keys), chunk):
             part = keys[lo:lo + chunk]
             _rerate_chunk(store, pricer, part, cid, summary)
@@ -1167,16 +1137,9 @@ def summary_report(store: Store, since: int, until: int, client: str | None = No
     """Answered calls per client and destination in [since, until); and the mismatches."""
     if until <= since:
         raise InvalidArgument("--to must be after --from")
-    index = AccountIndex(store)
-    names = {c.id: c.name for c in index.clients.values()}
-    cid = None
-    if client is not None:
-        c = index.client_by_name.get(client)
-        if c is None:
-            from .errors import UnknownClient
-
-            raise UnknownClient(f"no client named {client!r}")
-        cid = c.id
+    registry = Registry(store)
+    names = {c.id: c.name for c in registry.clients()}
+    cid = None if client is None else registry.client(client).id
     lines: dict[tuple[int, str], SummaryLine] = {}
     unmatched = 0
     with store.read() as txn:

@@ -129,8 +129,8 @@ class Entry:
             d["held"] = show_amount(self.held)
         if self.call is not None:
             d["call"] = dict(zip(CALL_FIELDS, self.call, strict=True))
-            d["call"]["cost"] = (None if self.call[11] is None
-                                 else show_amount(self.call[11]))
+            cost = d["call"]["cost"]
+            d["call"]["cost"] = None if cost is None else show_amount(cost)
         return d
 
 

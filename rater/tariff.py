@@ -264,6 +264,17 @@ def decode_stored(raw: bytes) -> Stored:
     return list(json.loads(raw))
 
 
+def is_closed(raw: bytes) -> bool:
+    """Whether a stored row is a closure, without decoding it (as encode_stored begins)."""
+    return raw.startswith(b"[1,")
+
+
+def cap_fits(cap: int, places: int) -> bool:
+    """Whether a cost cap (nanos) is a whole number of the rounding rule's places."""
+    step: int = 10 ** (MAX_DECIMALS - places)
+    return cap % step == 0
+
+
 def stored_problems(st: Stored, table_rounding: Rounding,
                     effective_from: int | None = None) -> list[tuple[str, str]]:
     """What is wrong with a stored row (amounts already exact nanos), as (field, message)."""
@@ -296,7 +307,7 @@ def stored_problems(st: Stored, table_rounding: Rounding,
         places = table_rounding.decimals if dec is None else dec
         if not 0 <= cap < MAX_NANOS:
             out.append(("cap", f"{from_nano(cap)} is out of range"))
-        elif cap % 10 ** (MAX_DECIMALS - places):
+        elif not cap_fits(cap, places):
             out.append(("cap", f"{from_nano(cap)} has more places than the "
                                f"rounding rule's {places}"))
     for name, v in (("min_duration", min_s), ("grace", grace)):

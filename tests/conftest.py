@@ -42,6 +42,28 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    """Assert a command succeeded; return its output."""
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+def failed(proc: subprocess.CompletedProcess[str], code: str, exit_code: int) -> str:
+    """Assert the one-line failure of error ``code`` with exit ``exit_code``; return its message."""
+    from rater.cli import EXIT_CODES
+
+    assert EXIT_CODES[code] == exit_code
+    assert proc.returncode == exit_code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "internal error" not in proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines and lines[0].startswith("rater: error: "), proc.stderr
+    assert all(line.startswith("rater: hint: ") for line in lines[1:]), proc.stderr
+    return lines[0].removeprefix("rater: error: ")
+
+
 def run_cli(*args: str, data: Path | None = None, env: dict[str, str] | None = None,
             cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``python -m rater`` as a user would; returns the finished process."""

@@ -9,10 +9,9 @@ import json
 import pkgutil
 from decimal import Decimal
 from pathlib import Path
-from subprocess import CompletedProcess
 
 import pytest
-from conftest import run_cli, write
+from conftest import failed, ok, run_cli, write
 
 import rater
 from rater.cli import EXIT_CODES
@@ -28,24 +27,6 @@ DECK = ('prefix,destination,rate,connect_fee,increment,effective_from\n'
         '4915,Germany - Mobile,0.0700,,60/60,2027-01-01\n' + FILLER)
 DECK_ROWS = 5 + 40
 DECK_PREFIXES = 4 + 40
-
-
-def ok(proc: CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def failed(proc: CompletedProcess[str], code: str, exit_code: int) -> str:
-    """Assert the one-line failure of ``code``; return its message."""
-    assert EXIT_CODES[code] == exit_code
-    assert proc.returncode == exit_code, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    assert proc.stdout == ""
-    lines = proc.stderr.splitlines()
-    assert lines and lines[0].startswith("rater: error: "), proc.stderr
-    assert all(line.startswith("rater: hint: ") for line in lines[1:]), proc.stderr
-    return lines[0].removeprefix("rater: error: ")
 
 
 def rate_json(data: Path, number: str, table: str = "carrier", at: str = "2026-11-23T10:15",

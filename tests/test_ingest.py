@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, write
+from conftest import ok, run_cli, write
 
 from rater.clients import Client, Registry
 from rater.decks import Decks
@@ -113,12 +113,6 @@ def cdrs(path: Path, rows: list[tuple]) -> Path:
     return write(path, buf.getvalue())
 
 
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
 def data_of(store: Store) -> Path:
     return store.data_dir
 
@@ -203,6 +197,20 @@ def test_canonical_import_matches_prices_and_debits(world: Store, tmp_path: Path
     assert (call["c2"]["duration"], call["c2"]["billed"]) == (61, 120)
     assert mismatches(store) == []
     consistent(store)
+
+
+def test_numbers_are_read_as_rate_file_reads_them(world: Store, tmp_path: Path) -> None:
+    """A leading 00 is cut once; "+00..." keeps its 00 (rater.numbers), so it prices nothing."""
+    import_cdrs(world, cdrs(tmp_path / "zeros.csv", [
+        ("z1", DAY, "00442079460000", 61, "10.1.2.3"),
+        ("z2", DAY, "+00442079460000", 61, "10.1.2.3"),
+    ]))
+    call = {e.call[1]: e.call for e in entries(world, type_="rated-call")}
+    assert (call["z1"][3], call["z1"][7]) == ("442079460000", "44")
+    assert -money(Journal(world).entries("acme")[0].amount) == price("0.02", 61, 60, 60)
+    assert "z2" not in call
+    assert [(m.id, m.reason) for m in mismatches(world)] == [("z2", "no-rate")]
+    consistent(world)
 
 
 def test_ani_in_national_format_matches_a_dial_plan_account(store: Store, decks: Decks,

@@ -15,12 +15,11 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from subprocess import CompletedProcess
 from typing import Any
 
 import msgpack
 import pytest
-from conftest import run_cli, write
+from conftest import failed, ok, run_cli, write
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -70,24 +69,6 @@ def nanos(text: str) -> int:
 def text(n: int) -> str:
     """Nanos as a plain decimal string with 9 places, as a person might type it."""
     return f"{Decimal(n).scaleb(-9):f}"
-
-
-def ok(proc: CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def failed(proc: CompletedProcess[str], code: str, exit_code: int) -> str:
-    """Assert the one-line failure of ``code``; return its message."""
-    assert EXIT_CODES[code] == exit_code
-    assert proc.returncode == exit_code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    assert proc.stdout == ""
-    lines = proc.stderr.splitlines()
-    assert lines and lines[0].startswith("rater: error: "), proc.stderr
-    assert all(line.startswith("rater: hint: ") for line in lines[1:]), proc.stderr
-    return lines[0].removeprefix("rater: error: ")
 
 
 def setup_world(store: Store, root: Path) -> Journal:
