@@ -17,6 +17,11 @@ extensions = [
         ["ext/_engine.pyx"],
         extra_compile_args=["-O0", "-g"] if debug else ["-O3"],
     ),
+    Extension(
+        "rater._ingest",
+        ["ext/_ingest.pyx"],
+        extra_compile_args=["-O0", "-g"] if debug else ["-O3"],
+    ),
 ]
 
 setup(

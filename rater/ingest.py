@@ -30,11 +30,14 @@ Times without an offset are wall-clock times in ``timezone`` (default UTC).
 
 from __future__ import annotations
 
+import codecs
 import csv
+import gc
 import io
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -109,6 +112,10 @@ class Received:
     anis: list[str] = field(default_factory=list)
     vendors: list[str] = field(default_factory=list)
     setups: list[int | None] = field(default_factory=list)
+    #: From the compiled reader: each CDR's index into ``identities``, the file's
+    #: distinct (ip, username, ani); None otherwise.
+    codes: Any = None
+    identities: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -180,6 +187,12 @@ def read_cdrs(path: Path, fmt: str, timezone: str, progress: Progress | None = N
     """Parse and check a whole CDR file (CdrFileError naming each problem)."""
     if fmt == "auto":
         fmt = detect_format(path)
+    if fmt == "canonical":
+        compiled = _canonical_compiled(path, timezone)
+        if compiled is not None:
+            if progress is not None:
+                progress.set(len(compiled), items=len(compiled))
+            return compiled
     instant = InstantReader(timezone)
     out = Received()
     problems = _Problems(path)
@@ -246,10 +259,8 @@ def _read_canonical(reader: Any, out: Received, problems: _Problems, instant: In
     for block, single in _blocks(reader):
         first = line + 1
         line += len(block) if single else sum(1 + sum(f.count("\n") for f in r) for r in block)
-        if not (single and not problems.total and _canonical_fast(block, first, col, out,
-                                                                    instant.tz_name)):
-            lines = range(first, first + len(block)) if single else _record_lines(block, first)
-            _canonical_slow(block, lines, col, out, problems, instant)
+        lines = range(first, first + len(block)) if single else _record_lines(block, first)
+        _canonical_slow(block, lines, col, out, problems, instant)
         if progress is not None:
             progress.set(len(out), items=len(out))
 
@@ -288,76 +299,57 @@ def _record_lines(block: list[list[str]], first: int) -> list[int]:
     return lines
 
 
-def _canonical_fast(block: list[list[str]], first: int, col: dict[str, int], out: Received,
-                    tz: str) -> bool:
-    """A block of well-formed one-line records, checked and converted a column at a time.
-
-    Returns False, having added nothing, when anything is unusual; the record-by-record
-    reader then takes the block and names each problem.
-    """
+def _canonical_compiled(path: Path, tz: str) -> Received | None:
+    """The whole file read by the compiled splitter, or None when it needs the
+    record-by-record reader (quotes, carriage returns, anything unusual or wrong)."""
     import numpy as np
 
-    width = max(col.values()) + 1
-    if "setup" in col or min(map(len, block)) < width:
-        return False
-    n = len(block)
-    cols = list(zip(*block, strict=False))
-    ids = [s.strip() for s in cols[col["id"]]]
-    if not all(ids):
-        return False
-    starts = fast_instants(cols[col["start"]], tz)
-    if starts is None:
-        return False
-    text = cols[col["duration"]]
-    joined = "".join(text)
-    if not (joined.isascii() and joined.isdigit() and all(text)):
-        return False
-    durations = np.fromiter(map(int, text), np.int64, n)
-    if n and int(durations.max()) > MAX_SECONDS:
-        return False
-    blank = [""] * n
+    from . import _ingest
 
-    def column(name: str) -> list[str]:
-        c = col.get(name)
-        return blank if c is None else [s.strip() for s in cols[c]]
-
-    out.ids.extend(ids)
-    out.lines.extend(range(first, first + n))
-    out.starts.extend(starts.tolist())
-    out.durations.extend(durations.tolist())
-    out.numbers.extend(s.strip() for s in cols[col["number"]])
-    out.ips.extend(column("ip"))
-    out.users.extend(column("username"))
-    out.anis.extend(column("ani"))
-    out.vendors.extend(column("vendor"))
-    out.setups.extend([None] * n)
-    return True
-
-
-def fast_instants(texts: Sequence[str], tz: str) -> Any:
-    """``YYYY-MM-DD HH:MM:SS`` wall-clock times in ``tz`` as UTC seconds (numpy int64).
-
-    Returns None unless every text has exactly that form and lies in 1970..2099;
-    the offset is looked up once per distinct minute, as parse_instant would.
-    """
-    import numpy as np
-
-    n = len(texts)
-    if not n or set(map(len, texts)) != {19}:
-        return None
-    s = "".join(texts)
-    for pos, ch in ((4, "-"), (7, "-"), (13, ":"), (16, ":")):
-        if s[pos::19].count(ch) != n:
-            return None
-    if s[10::19].count(" ") + s[10::19].count("T") != n:
-        return None
-    digits = "".join(s[p::19] for p in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18))
-    if not (digits.isascii() and digits.isdigit()):
-        return None
     try:
-        local = np.array(texts, dtype="datetime64[s]").astype(np.int64)
-    except ValueError:
+        data = path.read_bytes()
+    except OSError:
         return None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
+    if b'"' in data or b"\r" in data:
+        return None
+    end = data.find(b"\n")
+    header = (data if end < 0 else data[:end]).decode("utf-8", "surrogateescape")
+    names = [h.strip().lower() for h in header.split(",")]
+    if not all(n in names for n in ("id", "start", "number", "duration")):
+        return None
+    got = _ingest.split_canonical(data, len(data) if end < 0 else end + 1,
+                                  *(names.index(n) if n in names else -1
+                                    for n in ("id", "start", "number", "duration", "ip",
+                                              "username", "ani", "vendor", "setup")))
+    if got is None:
+        return None
+    ids, walls, durations, numbers, ips, users, anis, vendors, setup_walls, codes, who = got
+    starts = utc_of_walls(walls, tz)
+    if starts is None:
+        return None
+    n = len(ids)
+    setups: list[int | None] = [None] * n
+    given = np.flatnonzero(setup_walls >= 0)
+    if len(given):
+        at = utc_of_walls(setup_walls[given], tz)
+        if at is None:
+            return None
+        for i, t in zip(given.tolist(), at.tolist(), strict=True):
+            setups[i] = t
+    return Received(ids, list(range(2, n + 2)), starts.tolist(), durations.tolist(), numbers,
+                    ips, users, anis, vendors, setups, codes, who)
+
+
+def utc_of_walls(local: Any, tz: str) -> Any:
+    """Wall-clock seconds in ``tz`` as UTC seconds (numpy int64), the offset looked up
+    once per distinct minute as parse_instant would; None if any lies outside 1970..2099.
+    """
+    import numpy as np
+
+    if not len(local):
+        return local
     if tz == "UTC":
         utc = local
     else:
@@ -480,6 +472,13 @@ class Pricer:
         self.store = store
         self.index = index or AccountIndex(store)
         self._decks: dict[str, Deck | None] = {}
+        # Remembered for the pricer's life: the index does not change under it.
+        self._found: dict[tuple[str, str, str], Any] = {}
+        self._account_facts: dict[int, tuple[Any, ...]] = {}
+        # For the reader's list of distinct (ip, username, ani): that list, the slots of
+        # price_columns and what is in them, and each entry's slot.
+        self._who: tuple[list[tuple[str, str, str]], dict[int, int], list[tuple[Any, ...]],
+                         Any] | None = None
         vendors = [c for c in self.index.clients.values() if c.vendor]
         self._vendor_by_name = {c.name: c for c in vendors}
 
@@ -524,7 +523,8 @@ class Pricer:
         if not rec:
             return
         received = list(zip(*(r[:RECEIVED] for r in rec), strict=True))
-        standing = self.price_columns(*received)
+        standing = [c.tolist() if not isinstance(c, list) else c
+                    for c in self.price_columns(*received)]
         for r, s in zip(rec, zip(*standing, strict=True), strict=True):
             del r[RECEIVED:]
             r.extend(s)
@@ -532,52 +532,66 @@ class Pricer:
     def price_columns(self, starts: Sequence[int], durations: Sequence[int],
                       numbers: Sequence[str], ips: Sequence[str], users: Sequence[str],
                       anis: Sequence[str], vendors: Sequence[str],
-                      setups: Sequence[int | None]) -> list[list[Any]]:
-        """How each call stands now, as columns in record order (R_REV .. R_VENDOR_CURRENCY).
+                      setups: Sequence[int | None], *,
+                      who: tuple[Any, list[tuple[str, str, str]]] | None = None
+                      ) -> list[list[Any]]:
+        """How each call stands now, as columns in record order (R_REV .. R_VENDOR_CURRENCY):
+        lists, but int64 arrays for the amount, the billed seconds and the date.
 
         Work that depends only on the account (its client, dial plan, table,
         bill event) is done once per distinct account; the numbers are priced in
-        one batch per rate table.
+        one batch per rate table. ``who``: each call's index into a list of
+        distinct (ip, username, ani), when the reader has it (then the accounts
+        are found once for the whole list).
         """
         import numpy as np
+
+        from . import _ingest
 
         n = len(starts)
         index = self.index
         # Each distinct (ip, username, ani) is matched once, unless tech prefixes are in use
         # (then the number takes part).
-        combos: dict[tuple[str, str, str], Any] | None = None
+        accounts: list[Any] = []
         if index.by_tech or index.has_tech_on_ip:
             found = [index.find(ip, u, a, num) for ip, u, a, num
                      in zip(ips, users, anis, numbers, strict=True)]
             accounts = [f[0] for f in found]
             rest = [f[1] for f in found]
         else:
-            combos = dict.fromkeys(zip(ips, users, anis, strict=True))
-            for k in combos:
-                combos[k] = index.find(k[0], k[1], k[2], "")[0]
             rest = list(numbers)
 
         # What depends only on the account, once per distinct account (slot 0: no account).
         slot: dict[int, int] = {}
         per: list[tuple[Any, ...]] = [(None, "no-account", None, None, None, None, "connect")]
+        if who is not None and self._who is not None and self._who[0] is who[1]:
+            slot, per = self._who[1], self._who[2]
 
         def slot_of(a: Any) -> int:
             if a is None:
                 return 0
             got = slot.get(a.id)
             if got is None:
-                c, why = index.client_of(a)
                 got = slot[a.id] = len(per)
-                per.append((a.id, why, None if why else c.id, None if why else c.currency,
-                            a.rate_table or c.only_table(), index.plan(a), c.bill_by))
+                per.append(self._facts(a))
             return got
 
-        if combos is not None:
-            slots = {k: slot_of(a) for k, a in combos.items()}
-            which = np.fromiter(map(slots.__getitem__, zip(ips, users, anis, strict=True)),
-                                np.int64, n)
-        else:
+        if accounts:
             which = np.fromiter(map(slot_of, accounts), np.int64, n)
+        else:
+            if who is None:
+                distinct: dict[tuple[str, str, str], int] = {}
+                codes = np.fromiter((distinct.setdefault(k, len(distinct)) for k
+                                     in zip(ips, users, anis, strict=True)), np.int64, n)
+                identities = list(distinct)
+                slots = np.array([slot_of(self._account(k)) for k in identities], np.int64)
+            else:
+                codes, identities = who
+                if self._who is None or self._who[0] is not identities:
+                    self._who = (identities, slot, per, np.array(
+                        [slot_of(self._account(k)) for k in identities], np.int64))
+                slots = self._who[3]
+            which = slots[codes]
         table_of = [p[4] for p in per]
         account_col = _pick([p[0] for p in per], which)
         reason = _pick([p[1] for p in per], which)
@@ -586,18 +600,18 @@ class Pricer:
         table_col = _pick(table_of, which)
         date = np.asarray(starts, dtype=np.int64).copy()
         dur = np.asarray(durations, dtype=np.int64)
-        bill_by = np.array([p[6] for p in per], dtype=object)[which]
-        late = bill_by == "disconnect"
+        late = np.array([p[6] == "disconnect" for p in per], bool)[which]
         date[late] += dur[late]
         # The numbers: E.164 as sent, unless the account has a dial plan or it needs cleaning.
         plans = [p[5] for p in per]
-        special = {j for j, p in enumerate(per) if p[5] is not None or (
-            p[2] is not None and p[4] is None) or p[6] == "setup"}
-        e164 = [num if num.isdigit() and num.isascii() and len(num) <= 32
-                and not num.startswith("00") else "" for num in rest]
-        need = np.isin(which, list(special)) if special else np.zeros(n, bool)
-        need |= np.array([not d for d in e164], dtype=bool)
-        rows = np.flatnonzero(need).tolist()
+        special = [j for j, p in enumerate(per) if p[5] is not None or (
+            p[2] is not None and p[4] is None) or p[6] == "setup"]
+        plain, digits = _ingest.plain_numbers(rest)
+        e164 = list(rest)
+        rows = np.flatnonzero(~plain | np.isin(which, special)).tolist()
+        for i in rows:
+            if not plain[i]:
+                e164[i] = ""
         for i in rows:
             kind = int(which[i])
             if reason[i] is not None:
@@ -608,9 +622,7 @@ class Pricer:
                     if at is not None:
                         date[i] = at
                 if table_col[i] is None:
-                    a = (accounts[i] if combos is None
-                         else combos[(ips[i], users[i], anis[i])])
-                    assert a is not None
+                    a = per[kind][7]
                     c = index.clients[a.client]
                     table_col[i] = a.rate_table or c.rate_table_at(int(date[i]))
                     if table_col[i] is None:
@@ -623,40 +635,48 @@ class Pricer:
                 e164[i] = plan.to_e164(rest[i]) if plan is not None else normalise_number(rest[i])
             except InvalidNumber:
                 reason[i] = "bad-number"
+                continue
+            # "+" first: the engine then cuts just that, and reads the digits as they are
+            # (it would cut a leading "00" again, which "+00..." has kept).
+            raw = ("+" + e164[i]).encode()
+            if len(raw) > digits.itemsize:
+                digits = digits.astype(f"S{len(raw)}")
+            digits[i] = raw
 
         amount_arr = np.zeros(n, np.int64)
         billed_arr = np.zeros(n, np.int64)
         dest_arr = np.full(n, "", dtype=object)
         currency_arr = np.array(currency_col, dtype=object)
-        prefix = [""] * n
+        prefix_len = np.full(n, -1, np.int64)
         cost: list[int | None] = [None] * n
         vendor_col: list[int | None] = [None] * n
         vendor_currency: list[str | None] = [None] * n
-        # "+" first: the engine then cuts just that, and reads the digits as they are (it
-        # would cut a leading "00" again, which "+00..." has kept).
-        digits = np.array(["+" + d for d in e164], dtype="S")
         # Only calls that are still priceable go to a table (not those a reason already stops).
-        tables = np.array([t if t is not None and r is None else ""
-                           for t, r in zip(table_col, reason, strict=True)], dtype=object)
-        for table in set(tables.tolist()) - {""}:
+        stopped = np.array([p[1] is not None for p in per], bool)[which]
+        for i in rows:
+            stopped[i] = reason[i] is not None
+        tables = np.array(table_col, dtype=object)
+        tables[stopped] = None
+        for table in set(tables.tolist()) - {None}:
             idx = np.flatnonzero(tables == table)
             deck = self.deck(table)
             if deck is None:
                 for i in idx.tolist():
                     reason[i] = "unknown-table"
+                stopped[idx] = True
                 continue
             result = deck.rate_batch(digits[idx], date[idx], dur[idx])
             names, dest_of, _ = deck.row_facts()
             ok = result.cost_nanos >= 0
-            ok &= np.array([c == deck.currency for c in currency_arr[idx].tolist()], bool)
+            ok &= currency_arr[idx] == deck.currency
             for i, c_ in zip(idx[~ok].tolist(), result.cost_nanos[~ok].tolist(), strict=True):
                 reason[i] = "no-rate" if c_ < 0 else "currency"
+            stopped[idx[~ok]] = True
             good = idx[ok]
             amount_arr[good] = result.cost_nanos[ok]
             billed_arr[good] = result.billed_seconds[ok]
             dest_arr[good] = names[dest_of[result.row[ok]]]
-            for i, p in zip(good.tolist(), result.prefix_len[ok].tolist(), strict=True):
-                prefix[i] = e164[i][:p]
+            prefix_len[good] = result.prefix_len[ok]
         if any(vendors):
             groups: dict[str, list[int]] = {}
             for i, v in enumerate(vendors):
@@ -676,20 +696,40 @@ class Pricer:
                         cost[i] = c_
                         vendor_currency[i] = deck.currency
         # A mismatch keeps what was found, but is dated by its start and costs nothing.
-        failed = [i for i, r in enumerate(reason) if r is not None]
+        failed = np.flatnonzero(stopped)
         amount_arr[failed] = 0
         billed_arr[failed] = 0
         dest_arr[failed] = ""
+        prefix_len[failed] = -1
         date[failed] = np.asarray(starts, dtype=np.int64)[failed]
-        for i in failed:
-            prefix[i] = ""
+        for i in failed.tolist():
             cost[i] = vendor_currency[i] = None
-        amount = amount_arr.tolist()
-        billed = billed_arr.tolist()
-        dest = dest_arr.tolist()
-        date_col = date.tolist()
-        return [[0] * n, reason, client_col, account_col, amount, cost, dest, prefix, billed,
-                table_col, date_col, e164, vendor_col, currency_col, vendor_currency]
+        prefix = _ingest.heads(e164, prefix_len)
+        return [[0] * n, reason, client_col, account_col, amount_arr, cost, dest_arr.tolist(),
+                prefix, billed_arr, table_col, date, e164, vendor_col, currency_col,
+                vendor_currency]
+
+    def _facts(self, a: Any) -> tuple[Any, ...]:
+        """What pricing needs of an account: (id, reason it cannot be billed, client id,
+        currency, its only rate table, dial plan, bill event, the account)."""
+        try:
+            return self._account_facts[a.id]
+        except KeyError:
+            pass
+        index = self.index
+        c, why = index.client_of(a)
+        got = self._account_facts[a.id] = (
+            a.id, why, None if why else c.id, None if why else c.currency,
+            a.rate_table or c.only_table(), index.plan(a), c.bill_by, a)
+        return got
+
+    def _account(self, who: tuple[str, str, str]) -> Any:
+        """The account an (ip, username, ani) names (remembered for this pricer's life)."""
+        try:
+            return self._found[who]
+        except KeyError:
+            a = self._found[who] = self.index.find(who[0], who[1], who[2], "")[0]
+            return a
 
 
 def _pick(values: list[Any], which: Any) -> list[Any]:
@@ -763,26 +803,43 @@ def import_cdrs(store: Store, path: str | Path, *, fmt: str = "auto",
     source = source or real_fmt
     if not source or "\0" in source or ":" in source:
         raise InvalidArgument(f"source {source!r}: not empty, no ':' or NUL")
-    if progress is not None:
-        progress.phase = "reading"
-    received = read_cdrs(path, real_fmt, timezone, progress)
-    summary = ImportSummary(str(path), source, real_fmt, rows=len(received))
-    if progress is not None:
-        progress.phase = None
-        progress.total = len(received)
-        progress.done = 0
-        progress.items = None
-    seen_in_file: dict[bytes, int] = {}
-    with Pricer(store) as pricer:
-        for lo in range(0, len(received), chunk):
-            hi = min(lo + chunk, len(received))
-            _import_chunk(store, pricer, received, lo, hi, source, summary, seen_in_file)
-            if progress is not None:
-                progress.advance(hi - lo)
-            if after_chunk is not None:
-                after_chunk(hi)
+    with _bulk():
+        if progress is not None:
+            progress.phase = "reading"
+        received = read_cdrs(path, real_fmt, timezone, progress)
+        summary = ImportSummary(str(path), source, real_fmt, rows=len(received))
+        if progress is not None:
+            progress.phase = None
+            progress.total = len(received)
+            progress.done = 0
+            progress.items = None
+        # Ids repeated within the file are told apart chunk by chunk; most files have none.
+        seen_in_file: dict[bytes, int] | None = None
+        if len(set(received.ids)) != len(received):
+            seen_in_file = {}
+        with Pricer(store) as pricer:
+            for lo in range(0, len(received), chunk):
+                hi = min(lo + chunk, len(received))
+                _import_chunk(store, pricer, received, lo, hi, source, summary, seen_in_file)
+                if progress is not None:
+                    progress.advance(hi - lo)
+                if after_chunk is not None:
+                    after_chunk(hi)
     summary.seconds = time.perf_counter() - began
     return summary
+
+
+@contextmanager
+def _bulk() -> Iterator[None]:
+    """No cyclic garbage collection while millions of CDR objects (none in a cycle) live:
+    each full collection would walk them all."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class _Raced(Exception):
@@ -790,15 +847,14 @@ class _Raced(Exception):
 
 
 def _import_chunk(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
-                  source: str, summary: ImportSummary, seen_in_file: dict[bytes, int]) -> None:
-    head = source.encode() + b"\0"
-    keys = [head + rid.encode("utf-8", "surrogateescape") for rid in received.ids[lo:hi]]
-    fresh = seen_in_file.keys().isdisjoint(keys) and len(set(keys)) == len(keys)
+                  source: str, summary: ImportSummary,
+                  seen_in_file: dict[bytes, int] | None) -> None:
+    from . import _ingest
+
+    keys = _ingest.prefixed(store.calls.tag + source.encode() + b"\0", received.ids[lo:hi])
     todo: list[int] | None = None
-    if not fresh:
+    if seen_in_file is not None:
         todo = _new_in_file(received, lo, keys, summary, seen_in_file)
-    else:
-        seen_in_file.update(zip(keys, range(lo, hi), strict=True))
     for _ in range(3):
         try:
             _bill(store, pricer, received, lo, hi, keys, todo, source, summary)
@@ -829,17 +885,21 @@ def _new_in_file(received: Received, lo: int, keys: list[bytes], summary: Import
 def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
           keys: list[bytes], todo: list[int] | None, source: str,
           summary: ImportSummary) -> None:
-    """Price the chunk's new CDRs and record them, journal and debit, in one transaction."""
+    """Price the chunk's new CDRs and record them, journal and debit, in one transaction.
+
+    ``keys``: the chunk's call keys (``q/`` SOURCE \\0 ID).
+    """
     import numpy as np
 
-    tag = store.calls.tag
+    from . import _ingest
+
     with store.read() as txn:
-        known = dict(txn.cursor().getmulti([tag + k for k in keys]))
+        known = dict(txn.cursor().getmulti(keys))
     if known:
         # Recorded before (a re-run, a replay): the same content is skipped, other refused.
         keep = []
         for j in (range(hi - lo) if todo is None else todo):
-            old = known.get(tag + keys[j])
+            old = known.get(keys[j])
             if old is None:
                 keep.append(j)
             elif _unpack(old)[:RECEIVED] == received.record(lo + j):
@@ -850,67 +910,108 @@ def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
                                        f"other content")
         todo = keep
     cols = received.columns(lo, hi, todo)
+    codes = None if received.codes is None else received.codes[lo:hi]
     if todo is not None:
         keys = [keys[j] for j in todo]
         ids = [received.ids[lo + j] for j in todo]
+        if codes is not None:
+            codes = codes[np.asarray(todo, dtype=np.int64)]
     else:
         ids = received.ids[lo:hi]
     if not keys:
         return
-    standing = pricer.price_columns(*cols)
-    reason, client, amount = standing[1], standing[2], standing[4]
-    date = standing[10]
-    records = list(map(_pack, zip(*cols, *standing, strict=True)))
-    dates = np.asarray(date, dtype=">u8").tobytes()
-    when = [(dates[8 * j:8 * j + 8] + k, b"") for j, k in enumerate(keys)]
-    unmatched = [when[j] for j, r in enumerate(reason) if r is not None]
+    n = len(keys)
+    standing = pricer.price_columns(
+        *cols, who=None if codes is None else (codes, received.identities))
+    reason, client, amount, date = standing[1], standing[2], standing[4], standing[10]
+    records = _ingest.pack_rows((*cols, *standing), n)
     amounts = np.asarray(amount, dtype=np.int64)
     debit = np.flatnonzero(amounts)
-    columns: tuple[list[Any], ...] = (
-        client, date, ids, standing[11], cols[R_DURATION], standing[8], standing[7],
-        standing[6], standing[9], standing[3], standing[5], standing[12])
-    if len(debit) < len(keys):
-        chosen = debit.tolist()
-        columns = tuple([c[j] for j in chosen] for c in columns)
-    (d_client, d_date, d_id, d_e164, d_duration, d_billed, d_prefix, d_dest, d_table,
-     d_account, d_cost, d_vendor) = columns
     # Packed as Entry.pack does; a rated call's key ("cdr:SOURCE:ID") is implied by its call.
-    nothing = itertools.repeat(None)
-    entries = list(map(_pack, zip(
-        itertools.repeat("rated-call"), d_client, (-amounts[debit]).tolist(),
-        itertools.repeat(int(time.time())), d_date, nothing, nothing, nothing,
-        zip(itertools.repeat(source), d_id, itertools.repeat(0), d_e164, d_date, d_duration,
-            d_billed, d_prefix, d_dest, d_table, d_account, d_cost, d_vendor),
-        nothing)))
+    entries = _ingest.pack_rows((
+        "rated-call", client, -amounts, int(time.time()), date, None, None, None,
+        (source, ids, 0, standing[11], date, cols[R_DURATION], standing[8], standing[7],
+         standing[6], standing[9], standing[3], standing[5], standing[12]),
+        None), n, debit)
     deltas: dict[int, int] = {}
     if len(debit):
-        ids_of, where = np.unique(np.asarray(d_client, dtype=np.int64), return_inverse=True)
+        ids_of, where = np.unique(np.asarray(client, dtype=object)[debit].astype(np.int64),
+                                  return_inverse=True)
         sums = np.zeros(len(ids_of), np.int64)
         np.add.at(sums, where, amounts[debit])
         deltas = {int(c): -int(t) for c, t in zip(ids_of.tolist(), sums.tolist(), strict=True)}
+    dates = np.asarray(date, dtype=np.int64)
+    failed = [j for j, r in enumerate(reason) if r is not None]
+    unmatched = [(store.unmatched.tag + int(date[j]).to_bytes(8, "big")
+                  + keys[j][len(store.calls.tag):], b"") for j in failed]
 
     def apply(txn: Any) -> None:
         cur = txn.cursor()
-        _, added = cur.putmulti([(tag + k, v) for k, v in zip(keys, records, strict=True)],
-                                overwrite=False)
-        if added != len(keys):
+        _, added = cur.putmulti(list(zip(keys, records, strict=True)), overwrite=False)
+        if added != n:
             raise _Raced
         if entries:
             append_packed(store, txn, entries, {c: (d, 0) for c, d in deltas.items()})
-        cur.putmulti([(store.when.tag + k, v) for k, v in when])
+        _index_dates(store, txn, source, dates, ids)
         if unmatched:
-            cur.putmulti([(store.unmatched.tag + k, v) for k, v in unmatched])
+            cur.putmulti(unmatched)
 
     store.write(apply)
     reasons = summary.reasons
-    for r in reason:
-        if r is not None:
-            reasons[r] = reasons.get(r, 0) + 1
+    for j in failed:
+        reasons[reason[j]] = reasons.get(reason[j], 0) + 1
     summary.mismatched += len(unmatched)
-    summary.billed += len(keys) - len(unmatched)
+    summary.billed += n - len(unmatched)
     for c, d in deltas.items():
         cur = pricer.index.clients[c].currency
         summary.amounts[cur] = summary.amounts.get(cur, 0) - d
+
+
+def _index_dates(store: Store, txn: Any, source: str, dates: Any, ids: list[str]) -> None:
+    """File calls under their dates (``w/``): one record per day of the batch, holding
+    the source, and each call's date and id."""
+    import numpy as np
+
+    if not len(ids):
+        return
+    raw = store.meta.get(txn, b"last-date-batch")
+    batch = int(raw) + 1 if raw else 1
+    store.meta.put(txn, b"last-date-batch", str(batch).encode())
+    days = dates // 86400
+    order = np.argsort(days, kind="stable")
+    bounds = np.flatnonzero(np.diff(days[order])) + 1
+    names = np.empty(len(ids), dtype=object)
+    names[:] = ids
+    tag = store.when.tag
+    puts = []
+    for group in np.split(order, bounds):
+        day = int(days[group[0]])
+        puts.append((tag + day.to_bytes(4, "big") + batch.to_bytes(8, "big"),
+                     _pack([source, dates[group].tolist(), names[group].tolist()])))
+    txn.cursor().putmulti(puts)
+
+
+def _dated_calls(store: Store, txn: Any, since: int, until: int) -> list[bytes]:
+    """Keys (SOURCE \\0 ID) of the calls filed under a date in [since, until), each once.
+
+    A call rerated to another date is filed under both; the caller keeps a call
+    only if its record's date is in the period.
+    """
+    cur = txn.cursor()
+    tag = store.when.tag
+    out: dict[bytes, None] = {}
+    if not cur.set_range(tag + (max(since, 0) // 86400).to_bytes(4, "big")):
+        return []
+    end = tag + ((until - 1) // 86400 + 1).to_bytes(4, "big")
+    for k, raw in cur:
+        if not k.startswith(tag) or k >= end:
+            break
+        source, dates, ids = _unpack(raw)
+        head = source.encode() + b"\0"
+        for d, rid in zip(dates, ids, strict=True):
+            if since <= d < until:
+                out[head + rid.encode("utf-8", "surrogateescape")] = None
+    return list(out)
 
 
 # -- reading back
@@ -1013,14 +1114,14 @@ def rerate(store: Store, since: int, until: int, client: str | None = None, *,
         raise InvalidArgument("--to must be after --from")
     summary = RerateSummary()
     with store.read() as txn:
-        keys = list(_period_keys(store, txn, store.when, since, until))
+        keys = _dated_calls(store, txn, since, until)
     if progress is not None:
         progress.total = len(keys)
     with Pricer(store) as pricer:
         cid = None if client is None else pricer.index.client_named(client).id
         for lo in range(0, len(keys), chunk):
             part = keys[lo:lo + chunk]
-            _rerate_chunk(store, pricer, part, cid, summary)
+            _rerate_chunk(store, pricer, part, cid, since, until, summary)
             if progress is not None:
                 progress.advance(len(part))
     summary.seconds = time.perf_counter() - began
@@ -1028,10 +1129,17 @@ def rerate(store: Store, since: int, until: int, client: str | None = None, *,
 
 
 def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | None,
-                  summary: RerateSummary) -> None:
+                  since: int, until: int, summary: RerateSummary) -> None:
+    import numpy as np
+
     tag = store.calls.tag
     with store.read() as txn:
-        olds = [_unpack(v) for _, v in txn.cursor().getmulti([tag + k for k in keys])]
+        found = [(k[len(tag):], _unpack(v)) for k, v
+                 in txn.cursor().getmulti([tag + k for k in keys])]
+    # Only calls still dated in the period (one rerated out of it is filed there too).
+    found = [(k, r) for k, r in found if since <= r[R_DATE] < until]
+    keys = [k for k, _ in found]
+    olds = [r for _, r in found]
     deleted = {c.id for c in pricer.index.clients.values() if c.status == "deleted"}
     fresh = [list(o[:RECEIVED]) for o in olds]
     pricer.price(fresh)
@@ -1041,6 +1149,7 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
         entries: list[Entry] = []
         puts: list[tuple[bytes, bytes]] = []
         moves: list[tuple[bytes, bytes | None, bytes | None]] = []
+        redated: dict[str, tuple[list[int], list[str]]] = {}
         counts = RerateSummary()
         for key, expected, new in zip(keys, olds, fresh, strict=True):
             raw = store.calls.get(txn, key)
@@ -1081,9 +1190,12 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
             old_w, new_w = _when_key(old[R_DATE], key), _when_key(new[R_DATE], key)
             moves.append((key, old_w if old[R_REASON] is not None else None,
                           new_w if new[R_REASON] is not None else None))
-            if old_w != new_w:
-                store.when.delete(txn, old_w)
-                store.when.put(txn, new_w, b"")
+            if new[R_DATE] != old[R_DATE]:
+                redated.setdefault(source, ([], []))
+                redated[source][0].append(new[R_DATE])
+                redated[source][1].append(rid)
+        for source, (dates, rids) in redated.items():
+            _index_dates(store, txn, source, np.array(dates, dtype=np.int64), rids)
         if entries:
             append(store, txn, entries)
         for key, value in puts:
@@ -1143,11 +1255,13 @@ def summary_report(store: Store, since: int, until: int, client: str | None = No
     lines: dict[tuple[int, str], SummaryLine] = {}
     unmatched = 0
     with store.read() as txn:
-        keys = list(_period_keys(store, txn, store.when, since, until))
+        keys = _dated_calls(store, txn, since, until)
         tag = store.calls.tag
         for lo in range(0, len(keys), CHUNK):
             for _, raw in txn.cursor().getmulti([tag + k for k in keys[lo:lo + CHUNK]]):
                 r = _unpack(raw)
+                if not since <= r[R_DATE] < until:
+                    continue                # rerated out of the period
                 if r[R_REASON] is not None:
                     unmatched += cid is None
                     continue

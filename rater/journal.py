@@ -200,10 +200,11 @@ def append_packed(store: Store, txn: Any, packed: list[bytes],
     """
     last = store.journal.last(txn)
     first = (int.from_bytes(last, "big") + 1) if last else 1
-    tag = store.journal.tag
+    from . import _ingest
+
     # Not putmulti(append=True): the journal shares the main database with other spaces.
-    _, added = txn.cursor().putmulti([(tag + _num(first + i), raw)
-                                      for i, raw in enumerate(packed)], overwrite=False)
+    keys = _ingest.numbered(store.journal.tag, first, len(packed))
+    _, added = txn.cursor().putmulti(list(zip(keys, packed, strict=True)), overwrite=False)
     if added != len(packed):
         raise StoreError(f"journal entries {first}.. exist already; nothing was written")
     for cid, (dl, df) in deltas.items():

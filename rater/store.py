@@ -15,7 +15,8 @@ in its main database under their own key prefix (a :class:`Space`):
 ``e/`` keys      idempotency key of a transaction -> entry number
 ``h/`` holds     authorization entry number -> its state
 ``q/`` calls     source, CDR id -> the CDR as received and how it stands now
-``w/`` when      bill instant, source, CDR id -> nothing (calls by period)
+``w/`` when      day, batch number -> source, and the date and id of each call of
+                 one import chunk (or rerate) dated that day (calls by period)
 ``y/`` unmatched instant, source, CDR id -> nothing (mismatches by period)
 ``l/`` audit     entry number -> one change to clients, accounts, decks, NAS entries
 

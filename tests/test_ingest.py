@@ -818,6 +818,8 @@ def test_rerate_moves_a_call_to_its_new_bill_date(store: Store, decks: Decks,
     assert summary_report(store, *feb)[0] == []
     assert [(li.calls, money(li.revenue)) for li in summary_report(store, *mar)[0]] == [
         (1, Decimal("0.02"))]
+    # Filed under both dates now, counted once.
+    assert [li.calls for li in summary_report(store, feb[0], mar[1])[0]] == [1]
     again = rerate(store, feb[0], mar[1])
     assert (again.calls, again.changed) == (1, 0)
     consistent(store)

@@ -23,7 +23,7 @@ def test_mypy_strict() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_the_engine_stub_matches_the_compiled_module() -> None:
-    r = run("mypy.stubtest", "rater._engine", "--mypy-config-file", "pyproject.toml",
-            "--allowlist", "tests/stubtest_allowlist.txt")
+def test_the_stubs_match_the_compiled_modules() -> None:
+    r = run("mypy.stubtest", "rater._engine", "rater._ingest", "--mypy-config-file",
+            "pyproject.toml", "--allowlist", "tests/stubtest_allowlist.txt")
     assert r.returncode == 0, r.stdout + r.stderr
