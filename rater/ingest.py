@@ -534,7 +534,7 @@ class Pricer:
                       anis: Sequence[str], vendors: Sequence[str],
                       setups: Sequence[int | None], *,
                       who: tuple[Any, list[tuple[str, str, str]]] | None = None
-                      ) -> list[list[Any]]:
+                      ) -> list[Any]:
         """How each call stands now, as columns in record order (R_REV .. R_VENDOR_CURRENCY):
         lists, but int64 arrays for the amount, the billed seconds and the date.
 
@@ -829,6 +829,19 @@ def import_cdrs(store: Store, path: str | Path, *, fmt: str = "auto",
     return summary
 
 
+def bill_call(store: Store, pricer: Pricer, source: str, cdr_id: str, start: int,
+              duration: int, number: str, *, ip: str = "", username: str = "", ani: str = "",
+              vendor: str = "", setup: int | None = None,
+              also: Callable[[Any], None] | None = None) -> ImportSummary:
+    """One CDR billed as ``cdr import`` bills each (RADIUS accounting's Stop), with the
+    caller's ``also`` written in the same transaction."""
+    received = Received([cdr_id], [0], [start], [duration], [number], [ip], [username], [ani],
+                        [vendor], [setup])
+    summary = ImportSummary("", source, "radius", rows=1)
+    _import_chunk(store, pricer, received, 0, 1, source, summary, None, also)
+    return summary
+
+
 @contextmanager
 def _bulk() -> Iterator[None]:
     """No cyclic garbage collection while millions of CDR objects (none in a cycle) live:
@@ -848,7 +861,8 @@ class _Raced(Exception):
 
 def _import_chunk(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
                   source: str, summary: ImportSummary,
-                  seen_in_file: dict[bytes, int] | None) -> None:
+                  seen_in_file: dict[bytes, int] | None,
+                  also: Callable[[Any], None] | None = None) -> None:
     from . import _ingest
 
     keys = _ingest.prefixed(store.calls.tag + source.encode() + b"\0", received.ids[lo:hi])
@@ -857,7 +871,7 @@ def _import_chunk(store: Store, pricer: Pricer, received: Received, lo: int, hi:
         todo = _new_in_file(received, lo, keys, summary, seen_in_file)
     for _ in range(3):
         try:
-            _bill(store, pricer, received, lo, hi, keys, todo, source, summary)
+            _bill(store, pricer, received, lo, hi, keys, todo, source, summary, also)
             return
         except _Raced:
             continue
@@ -884,8 +898,9 @@ def _new_in_file(received: Received, lo: int, keys: list[bytes], summary: Import
 
 def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
           keys: list[bytes], todo: list[int] | None, source: str,
-          summary: ImportSummary) -> None:
-    """Price the chunk's new CDRs and record them, journal and debit, in one transaction.
+          summary: ImportSummary, also: Callable[[Any], None] | None = None) -> None:
+    """Price the chunk's new CDRs and record them, journal and debit, in one transaction
+    (with ``also``, the caller's own writes, even when nothing is new).
 
     ``keys``: the chunk's call keys (``q/`` SOURCE \\0 ID).
     """
@@ -919,6 +934,8 @@ def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
     else:
         ids = received.ids[lo:hi]
     if not keys:
+        if also is not None:
+            store.write(also)
         return
     n = len(keys)
     standing = pricer.price_columns(
@@ -955,6 +972,8 @@ def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
         _index_dates(store, txn, source, dates, ids)
         if unmatched:
             cur.putmulti(unmatched)
+        if also is not None:
+            also(txn)
 
     store.write(apply)
     reasons = summary.reasons
