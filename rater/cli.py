@@ -39,6 +39,7 @@ EXIT_CODES = {
     "UNKNOWN_PROFILE": 4,
     "UNKNOWN_CLIENT": 4,
     "UNKNOWN_ACCOUNT": 4,
+    "UNKNOWN_NAS": 4,
     "CONFLICT": 5,
     "REFUSED": 6,
     "CHECK_FAILED": 7,
@@ -546,8 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="the summary as JSON (on stderr)")
 
     from .cli_billing import add_commands
+    from .cli_serve import add_commands as add_service_commands
 
     add_commands(sub, command)
+    add_service_commands(sub, command)
     return p
 
 

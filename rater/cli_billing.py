@@ -240,7 +240,7 @@ def cmd_client_export(args: argparse.Namespace) -> int:
 # -- accounts
 
 def _account_json(store: Store, a: Account) -> dict[str, Any]:
-    d = a.to_json()
+    d = a.shown()
     with store.read() as txn:
         d["client"] = Registry(store).client_by_id(txn, a.client).name
     return d
@@ -256,7 +256,8 @@ def cmd_account_add(args: argparse.Namespace) -> int:
     with _open(args) as store:
         a = Registry(store).add_account(args.client, ip=args.ip, username=args.username,
                                         ani=args.ani, tech_prefix=args.tech_prefix,
-                                        rate_table=args.rate_table, dial_plan=plan)
+                                        rate_table=args.rate_table, dial_plan=plan,
+                                        password=args.password)
     print(f"Added account {a.id} of client {args.client}: {a.identifier()}")
     return 0
 
@@ -272,6 +273,7 @@ def cmd_account_show(args: argparse.Namespace) -> int:
                  ("recognised by", Account.from_json({**d, "client": 0}).identifier()),
                  ("rate table", d["rate_table"] or "(the client's)"),
                  ("dial plan", plan or "(none: numbers are E.164)"),
+                 ("password", "set (RADIUS PAP)" if d["password"] else "none"),
                  ("created", _when(d["created"]))):
         print(f"{k + ':':<15}{v}")
     return 0
@@ -558,6 +560,8 @@ def add_commands(sub: Any, command: Command) -> None:
     sp.add_argument("--country-code", help="dial plan: the country of national numbers")
     sp.add_argument("--national-prefix", help="dial plan: the trunk prefix (e.g. 0 or 1)")
     sp.add_argument("--international-prefix", help="dial plan: e.g. 00 or 011 (default 00)")
+    sp.add_argument("--password", help="a password or PIN a RADIUS Access-Request must give "
+                                       "(PAP); stored hashed")
     sp = command(account, "show", cmd_account_show, "one account")
     sp.add_argument("id", type=int)
     sp.add_argument("--json", action="store_true")

@@ -28,9 +28,12 @@ in-memory view for matching many calls) knows when it is out of date.
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import ipaddress
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -201,6 +204,9 @@ class Account:
     rate_table: str | None = None
     dial_plan: dict[str, str] | None = None
     created: int = 0
+    #: The password or PIN a RADIUS Access-Request must give (PAP), salted and hashed
+    #: (``pbkdf2_sha256$ROUNDS$SALT$HASH``); None: the identifiers alone recognise it.
+    password: str | None = None
 
     @property
     def plan(self) -> DialPlan | None:
@@ -238,6 +244,35 @@ class Account:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Account:
         return cls(**d)
+
+    def shown(self) -> dict[str, Any]:
+        """For people and the audit log: whether there is a password, not its hash."""
+        d = asdict(self)
+        d["password"] = self.password is not None
+        return d
+
+    def password_matches(self, given: str | None) -> bool:
+        """Whether ``given`` is the account's password (True when it has none)."""
+        if self.password is None:
+            return True
+        if given is None:
+            return False
+        _, rounds, salt, digest = self.password.split("$")
+        got = hashlib.pbkdf2_hmac("sha256", given.encode(), bytes.fromhex(salt), int(rounds))
+        return hmac.compare_digest(got.hex(), digest)
+
+
+#: Few rounds: the hash keeps a stored PIN from being read back, and a RADIUS
+#: authorization must stay within a millisecond.
+PASSWORD_ROUNDS = 1000
+
+
+def hash_password(password: str) -> str:
+    if not password or len(password.encode()) > 128:
+        raise InvalidArgument("a password or PIN has 1 to 128 bytes (RADIUS PAP's limit)")
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PASSWORD_ROUNDS)
+    return f"pbkdf2_sha256${PASSWORD_ROUNDS}${salt.hex()}${digest.hex()}"
 
 
 def normalise_ip(text: str) -> str:
@@ -416,7 +451,8 @@ class Registry:
     def add_account(self, client_name: str, *, ip: str | None = None,
                     username: str | None = None, ani: str | None = None,
                     tech_prefix: str | None = None, rate_table: str | None = None,
-                    dial_plan: DialPlan | None = None, txn: Any = None) -> Account:
+                    dial_plan: DialPlan | None = None, password: str | None = None,
+                    txn: Any = None) -> Account:
         """A new account of a client; in ``txn`` when given (bulk loads)."""
         check_identifiers(ip, username, ani, tech_prefix)
         if ip is not None:
@@ -437,7 +473,8 @@ class Registry:
                               client=client.id, ip=ip, username=username, ani=ani,
                               tech_prefix=tech_prefix, rate_table=rate_table,
                               dial_plan=dial_plan.to_json() if dial_plan else None,
-                              created=int(time.time()))
+                              created=int(time.time()),
+                              password=None if password is None else hash_password(password))
             if rate_table is not None:
                 self._check_tables(txn, replace(client, rate_tables=[[None, rate_table]],
                                                 term_table=None))
@@ -454,7 +491,7 @@ class Registry:
             self.store.identifiers.put(txn, key, _id_key(account.id))
             self._bump(txn)
             audit.record(self.store, txn, "account", str(account.id), "add", None,
-                         account.to_json())
+                         account.shown())
             return account
 
         return apply(txn) if txn is not None else self.store.write(apply)
@@ -465,7 +502,7 @@ class Registry:
             self.store.accounts.delete(txn, _id_key(aid))
             self.store.identifiers.delete(txn, account.index_key())
             self._bump(txn)
-            audit.record(self.store, txn, "account", str(aid), "delete", account.to_json(),
+            audit.record(self.store, txn, "account", str(aid), "delete", account.shown(),
                          None)
             return account
 

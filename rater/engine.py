@@ -179,8 +179,12 @@ class Deck:
         except RaterError as exc:
             self._lost = exc
 
-    def refresh(self) -> bool:
+    def refresh(self, renew: bool = False) -> bool:
         """Move to the newest compiled deck if the table changed; whether it did.
+
+        ``renew``: take a new read snapshot even if it did not. A long-lived reader
+        (a server) renews now and then: LMDB cannot reuse the pages written since
+        the oldest snapshot, and the data file would grow with every write.
 
         Safe while other threads rate with this deck: the swap waits for calls
         in flight. If the table is gone, UnknownTable, and the deck stays as it was.
@@ -188,7 +192,7 @@ class Deck:
         before = self.stamp
         with self.store.read() as txn:       # adopting a resized map reattaches: newest
             raw = self.store.tables.get(txn, self.name.encode())
-        if raw is not None and _json(raw)["stamp"] == self.stamp:
+        if raw is not None and _json(raw)["stamp"] == self.stamp and not renew:
             return self.stamp != before
         opened = self._open()
         with self.store.gate.exclusive():
@@ -196,7 +200,7 @@ class Deck:
             self._take(*opened)
             if old is not None:
                 old.abort()
-        return True
+        return self.stamp != before
 
     def close(self) -> None:
         """Let the deck go (after calls in flight on any deck of the store finish)."""

@@ -95,6 +95,12 @@ class UnknownAccount(RaterError):
     hint = "`rater account list` shows the accounts"
 
 
+class UnknownNas(RaterError):
+    """No NAS entry has that address."""
+
+    code = "UNKNOWN_NAS"
+
+
 class Refused(RaterError):
     """A money movement the client's balance or authorization does not allow."""
 

@@ -19,6 +19,10 @@ in its main database under their own key prefix (a :class:`Space`):
                  one import chunk (or rerate) dated that day (calls by period)
 ``y/`` unmatched instant, source, CDR id -> nothing (mismatches by period)
 ``l/`` audit     entry number -> one change to clients, accounts, decks, NAS entries
+``s/`` NAS       network (CIDR) -> shared secret, name, return codes (JSON)
+``g/`` calls up  client id, call key -> a call in progress: its reservation (msgpack)
+``o/`` owner     call key -> the client id of its ``g/`` record
+``u/`` load      client id -> its calls in progress in sum: count, reserved, next lapse
 
 (Named LMDB databases would need a write transaction in every process that
 opens them, which would make any command wait for a running import.)
@@ -209,6 +213,10 @@ class Store:
         self.when = Space(b"w/")
         self.unmatched = Space(b"y/")
         self.audit = Space(b"l/")
+        self.nas = Space(b"s/")
+        self.calls_up = Space(b"g/")
+        self.call_owner = Space(b"o/")
+        self.calls_load = Space(b"u/")
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Held shared by every call that reads a deck in place, exclusively by a resize.
         self.gate = Gate()

@@ -62,7 +62,7 @@ BALANCE_KEYS = {"live", "fixed", "available", "low"}
 CLIENT_LIST_KEYS = {"id", "name", "status", "currency", "mode", "live", "fixed", "available",
                     "payment_terms_days", "tags"}
 ACCOUNT_KEYS = {"id", "client", "ip", "username", "ani", "tech_prefix", "rate_table",
-                "dial_plan", "created"}
+                "dial_plan", "created", "password"}
 AUDIT_KEYS = {"number", "at", "kind", "name", "action", "by", "before", "after"}
 EXPORT_HEADER = ["id", "name", "status", "currency", "mode", "credit_limit", "live_balance",
                  "fixed_balance", "rate_table", "term_table", "payment_terms_days", "bill_by",
@@ -1229,7 +1229,7 @@ def test_account_commands(data: Path) -> None:
     assert set(one) == ACCOUNT_KEYS
     assert {k: one[k] for k in ACCOUNT_KEYS - {"created"}} == {
         "id": 1, "client": "acme", "ip": "10.0.0.0/24", "username": None, "ani": None,
-        "tech_prefix": "99", "rate_table": None, "dial_plan": None}
+        "tech_prefix": "99", "rate_table": None, "dial_plan": None, "password": False}
     two = cli_json(data, "account", "show", "2")
     assert (two["ani"], two["dial_plan"]) == ("17154139112", {
         "country_code": "1", "national_prefix": "1", "international_prefix": "011"})
@@ -1265,3 +1265,24 @@ def test_account_commands(data: Path) -> None:
     assert [(r["client"], r["ani"]) for r in cli_json(data, "account", "list")
             if r["ani"]] == [("beta", "17154139112")]
 
+
+
+def test_account_password_is_stored_hashed_and_never_shown(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ok(run("client", "add", "acme", "--currency", "USD", data=data))
+    ok(run("account", "add", "--client", "acme", "--username", "pin-user", "--password",
+           "4321", data=data))
+    shown = cli_json(data, "account", "show", "1")
+    assert shown["password"] is True
+    audit = ok(run("audit", "--json", data=data))
+    assert "4321" not in audit and "pbkdf2" not in audit
+    store = Store(data)
+    try:
+        account = Registry(store).account(1)
+    finally:
+        store.close()
+    assert account.password is not None and "4321" not in account.password
+    assert account.password_matches("4321")
+    assert not account.password_matches("4322") and not account.password_matches(None)
+    failed(run("account", "add", "--client", "acme", "--username", "x", "--password", "",
+               data=data), "INVALID_ARGUMENT")

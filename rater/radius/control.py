@@ -1,0 +1,410 @@
+"""Call control: whether a call may go through and for how long, and its accounting.
+
+Independent of the wire: the RADIUS agent (and the gRPC one) turn packets into
+these calls and the answers back into packets.
+
+**Authorization.** The account is found as ``cdr import`` finds it (NAS address,
+User-Name, Calling-Station-Id, tech prefix of the number), its password checked
+when it has one, its client's status and capacity checked and the number rated
+with the client's table. A prepaid client is granted the longest duration its
+available balance pays for (live balance + credit limit - what its calls in
+progress have reserved; the exact inverse of pricing), up to its max call
+length; a postpaid client, its max call length.
+
+**Calls in progress** (``g/``, keyed by client and call; ``u/``, their sum per
+client): an accepted prepaid
+call reserves the money of its granted time; a call counts against capacity
+from its Accept (or its Start) to its Stop. The check and the reservation are
+one LMDB write transaction, and LMDB has one writer at a time across every
+process: concurrent calls of a client never reserve more than it has, whichever
+worker answers. A call that never sends Stop stops counting after its granted
+time plus ``radius.reservation_grace`` (from the Accept), or after the grace
+from its last Interim-Update, whichever is later.
+
+**Accounting.** Start registers the call, Interim-Update keeps it registered,
+Stop bills it through ``cdr import``'s path (so mismatches and rerating see it)
+and releases it, in one transaction. The CDR's identity is (``radius``,
+NAS address / Acct-Session-Id): a Stop sent twice bills once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from ..clients import AccountIndex, Client
+from ..errors import InvalidNumber
+from ..ingest import Pricer, bill_call
+from ..journal import read_balance
+from ..money import from_nano
+from ..numbers import normalise_number
+from ..store import Store
+
+#: Seconds between checks for changed clients, accounts and decks.
+REFRESH_EVERY = 0.5
+SOURCE = "radius"
+START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
+
+# A call in progress (g/ value, msgpack): what it reserved, for how long, when it stops
+# counting, whether it started, its NAS.
+C_AMOUNT, C_GRANTED, C_EXPIRES, C_STARTED, C_NAS = range(5)
+# A client's calls in progress in sum (u/ value): how many, what they reserve, the
+# earliest instant one of them may lapse.
+S_COUNT, S_RESERVED, S_NEXT = range(3)
+NEVER = 1 << 62
+
+
+@dataclass
+class Call:
+    """A call as the switch describes it."""
+
+    nas: str
+    user_name: str = ""
+    password: str | None = None
+    calling: str = ""
+    called: str = ""
+    session_id: str = ""
+
+    def key(self) -> bytes:
+        """How the call is known: its Acct-Session-Id, else who calls whom from where."""
+        if self.session_id:
+            return b"s" + self.nas.encode() + b"\0" + self.session_id.encode()
+        return self.alternate_key()
+
+    def alternate_key(self) -> bytes:
+        return b"k" + "\0".join((self.nas, self.user_name, self.calling, self.called)).encode()
+
+
+@dataclass
+class Decision:
+    """An authorization: accepted, or the outcome that rejects it."""
+
+    #: "accepted", or one of the reject outcomes (the keys of radius.return_codes).
+    outcome: str
+    message: str
+    seconds: int = 0
+    #: What the client may spend (nanos; None: postpaid, unlimited).
+    credit: int | None = None
+    currency: str = ""
+    prepaid: bool = False
+    reserved: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == "accepted"
+
+    def credit_text(self) -> str:
+        return "" if self.credit is None else str(from_nano(self.credit, 2))
+
+
+@dataclass
+class Stats:
+    """What a worker decided, by outcome (for logs and metrics)."""
+
+    decisions: dict[str, int] = field(default_factory=dict)
+    accounting: dict[str, int] = field(default_factory=dict)
+
+    def count(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+
+class CallControl:
+    """Authorization and accounting over one store (one per worker process)."""
+
+    def __init__(self, store: Store, reservation_grace: int = 120) -> None:
+        self.store = store
+        self.grace = reservation_grace
+        self.stats = Stats()
+        self._index = AccountIndex(store)
+        self._pricer = Pricer(store, self._index)
+        self._checked = time.monotonic()
+
+    def close(self) -> None:
+        self._pricer.close()
+
+    # -- keeping up with changes
+
+    def refresh(self, force: bool = False) -> None:
+        """See changed clients, accounts and decks (at most every REFRESH_EVERY s)."""
+        now = time.monotonic()
+        if not force and now - self._checked < REFRESH_EVERY:
+            return
+        self._checked = now
+        if self._index.stale():
+            self._pricer.close()
+            self._index = AccountIndex(self.store)
+            self._pricer = Pricer(self.store, self._index)
+        else:
+            for table in list(self._pricer._decks):
+                deck = self._pricer._decks[table]
+                if deck is not None:
+                    deck.refresh(renew=True)
+
+    # -- authorization
+
+    def authorize(self, call: Call, now: int | None = None) -> Decision:
+        self.refresh()
+        now = int(time.time()) if now is None else now
+        decision = self._authorize(call, now)
+        self.stats.count(self.stats.decisions, decision.outcome)
+        return decision
+
+    def _authorize(self, call: Call, now: int) -> Decision:
+        index = self._index
+        account, rest = index.find(call.nas, call.user_name, call.calling, call.called)
+        if account is None:
+            return Decision("unknown_account", "unknown account")
+        client, why = index.client_of(account)
+        if why is not None:
+            return Decision("unknown_account", "unknown account")
+        if not account.password_matches(call.password):
+            return Decision("bad_password", "wrong password")
+        if client.status != "active":
+            return Decision("client_blocked", f"client {client.status}")
+        plan = index.plan(account)
+        try:
+            e164 = plan.to_e164(rest) if plan is not None else normalise_number(rest)
+        except InvalidNumber:
+            return Decision("no_rate", "not a dialled number")
+        table = account.rate_table or client.rate_table_at(now)
+        deck = self._pricer.deck(table) if table is not None else None
+        if deck is None or deck.currency != client.currency:
+            return Decision("no_rate", "no rate table")
+        digits = "+" + e164
+        limit = client.max_call_length
+        with deck.using() as engine:
+            cost, _, _, _ = engine.rate(digits, now, 0)
+        if cost < 0:
+            return Decision("no_rate", "no rate for the number")
+        if client.mode == "postpaid":
+            if client.capacity is None:
+                return Decision("accepted", "", seconds=limit, currency=client.currency)
+            return self._register(call, client, now, lambda _: (limit, 0))
+
+        def grant(available: int) -> tuple[int, int]:
+            """The longest call ``available`` pays for, and its cost. (The deck is held
+            only while it prices: a write that grows the map waits for no reader.)"""
+            if available <= 0:
+                return 0, 0
+            with deck.using() as engine:
+                seconds, _ = engine.max_duration(digits, now, available, limit)
+                if seconds <= 0:
+                    return 0, 0
+                amount, _, _, _ = engine.rate(digits, now, seconds)
+            return seconds, max(amount, 0)
+
+        return self._register(call, client, now, grant)
+
+    def _register(self, call: Call, client: Client, now: int, grant: Any) -> Decision:
+        """Check capacity and reserve, in one write transaction (a request seen before is
+        answered from a read transaction)."""
+        key = call.key()
+        tag = client.id.to_bytes(4, "big")
+        prepaid = client.mode == "prepaid"
+
+        def same_answer(txn: Any, mine: list[Any], reserved: int) -> Decision:
+            live, _ = read_balance(self.store, txn, client.id)
+            credit = live + client.credit_limit - reserved + mine[C_AMOUNT] if prepaid else None
+            return Decision("accepted", "", seconds=mine[C_GRANTED], credit=credit,
+                            currency=client.currency, prepaid=prepaid, reserved=mine[C_AMOUNT])
+
+        with self.store.read() as txn:
+            raw = self.store.calls_up.get(txn, tag + key)
+            if raw is not None:
+                # The same call asking again (a retransmission): the same answer.
+                mine = msgpack.unpackb(raw)
+                summary = self._stored_summary(txn, client.id)
+                if mine[C_EXPIRES] > now and summary is not None and now < summary[S_NEXT]:
+                    return same_answer(txn, mine, summary[S_RESERVED])
+
+        def apply(txn: Any) -> Decision:
+            count, reserved, _ = self._summary(txn, client.id, now)
+            raw = self.store.calls_up.get(txn, tag + key)
+            if raw is not None:
+                return same_answer(txn, msgpack.unpackb(raw), reserved)
+            if client.capacity is not None and count >= client.capacity:
+                return Decision("capacity", "too many calls in progress")
+            live, _ = read_balance(self.store, txn, client.id)
+            credit = live + client.credit_limit - reserved if prepaid else None
+            seconds, amount = grant(credit) if prepaid else grant(None)
+            if seconds <= 0:
+                return Decision("no_balance", "no balance", credit=credit,
+                                currency=client.currency, prepaid=True)
+            record = [amount, seconds, now + seconds + self.grace, False, call.nas]
+            self._add(txn, client.id, key, record, now)
+            return Decision("accepted", "", seconds=seconds, credit=credit,
+                            currency=client.currency, prepaid=prepaid, reserved=amount)
+
+        result: Decision = self.store.write(apply)
+        return result
+
+    # -- calls in progress: g/ records, and per client (u/) their count, what they
+    # reserve and the earliest time one of them may lapse; a summary is read instead of
+    # every record until that time comes (then the records are read, lapsed ones let go).
+
+    def _stored_summary(self, txn: Any, client_id: int) -> list[int] | None:
+        raw = self.store.calls_load.get(txn, client_id.to_bytes(4, "big"))
+        return None if raw is None else list(msgpack.unpackb(raw))
+
+    def _summary(self, txn: Any, client_id: int, now: int) -> list[int]:
+        """[count, reserved, next lapse] of a client's calls in progress (write txn)."""
+        summary = self._stored_summary(txn, client_id)
+        if summary is not None and now < summary[S_NEXT]:
+            return summary
+        tag = client_id.to_bytes(4, "big")
+        count = reserved = 0
+        nearest = NEVER
+        gone = []
+        for k, raw in self.store.calls_up.items(txn, tag):
+            rec = msgpack.unpackb(raw)
+            if rec[C_EXPIRES] <= now:
+                gone.append(k)
+                continue
+            count += 1
+            reserved += rec[C_AMOUNT]
+            nearest = min(nearest, rec[C_EXPIRES])
+        for k in gone:
+            self.store.calls_up.delete(txn, k)
+            self.store.call_owner.delete(txn, k[4:])
+        summary = [count, reserved, nearest]
+        self._put_summary(txn, client_id, summary)
+        return summary
+
+    def _put_summary(self, txn: Any, client_id: int, summary: list[int]) -> None:
+        key = client_id.to_bytes(4, "big")
+        if summary[S_COUNT]:
+            self.store.calls_load.put(txn, key, msgpack.packb(summary))
+        else:
+            self.store.calls_load.delete(txn, key)
+
+    def _add(self, txn: Any, client_id: int, key: bytes, record: list[Any], now: int) -> None:
+        summary = self._summary(txn, client_id, now)
+        tag = client_id.to_bytes(4, "big")
+        self.store.calls_up.put(txn, tag + key, msgpack.packb(record))
+        self.store.call_owner.put(txn, key, tag)
+        self._put_summary(txn, client_id, [summary[S_COUNT] + 1,
+                                           summary[S_RESERVED] + record[C_AMOUNT],
+                                           min(summary[S_NEXT], record[C_EXPIRES])])
+
+    def _remove(self, txn: Any, gkey: bytes, now: int) -> None:
+        """Let a call in progress go (its g/ key: client id + call key)."""
+        client_id = int.from_bytes(gkey[:4], "big")
+        summary = self._summary(txn, client_id, now)
+        raw = self.store.calls_up.get(txn, gkey)
+        if raw is None:
+            return                      # lapsed, and let go by _summary just now
+        record = msgpack.unpackb(raw)
+        self.store.calls_up.delete(txn, gkey)
+        self.store.call_owner.delete(txn, gkey[4:])
+        self._put_summary(txn, client_id, [summary[S_COUNT] - 1,
+                                           summary[S_RESERVED] - record[C_AMOUNT],
+                                           summary[S_NEXT]])
+
+    def reserved(self, client_id: int, now: int | None = None) -> tuple[int, int]:
+        """(calls in progress, money they reserve) of a client, for people and tests."""
+        now = int(time.time()) if now is None else now
+        with self.store.read() as txn:
+            count = total = 0
+            for _, raw in self.store.calls_up.items(txn, client_id.to_bytes(4, "big")):
+                rec = msgpack.unpackb(raw)
+                if rec[C_EXPIRES] > now:
+                    count += 1
+                    total += rec[C_AMOUNT]
+        return count, total
+
+    # -- accounting
+
+    def account(self, call: Call, status: int, session_time: int = 0,
+                event_time: int | None = None, connect_time: int | None = None,
+                setup_time: int | None = None, now: int | None = None) -> str:
+        """Record an Accounting-Request; what was done ("started", "billed", ...).
+
+        Returns once it is committed: the agent then answers.
+        """
+        self.refresh()
+        now = int(time.time()) if now is None else now
+        if status == STOP:
+            outcome = self._stop(call, session_time, event_time, connect_time, setup_time, now)
+        elif status in (START, INTERIM):
+            outcome = self._keep(call, status, now)
+        elif status in (ACCOUNTING_ON, ACCOUNTING_OFF):
+            outcome = self._nas_restarted(call.nas)
+        else:
+            outcome = "ignored"
+        self.stats.count(self.stats.accounting, outcome)
+        return outcome
+
+    def _find(self, txn: Any, call: Call) -> tuple[bytes, bytes] | None:
+        """The g/ key of a call in progress and its own key (by session id, else who)."""
+        for key in (call.key(), call.alternate_key()):
+            owner = self.store.call_owner.get(txn, key)
+            if owner is not None:
+                return bytes(owner) + key, key
+        return None
+
+    def _keep(self, call: Call, status: int, now: int) -> str:
+        account, _ = self._index.find(call.nas, call.user_name, call.calling, call.called)
+        client = None
+        if account is not None:
+            client, why = self._index.client_of(account)
+            if why is not None:
+                client = None
+
+        def apply(txn: Any) -> str:
+            found = self._find(txn, call)
+            if found is not None:
+                gkey, key = found
+                rec = msgpack.unpackb(self.store.calls_up.get(txn, gkey))
+                rec[C_STARTED] = True
+                rec[C_EXPIRES] = max(rec[C_EXPIRES], now + self.grace)
+                if key != call.key():
+                    # Registered at Accept without a session id: known by it from now on.
+                    self.store.calls_up.delete(txn, gkey)
+                    self.store.call_owner.delete(txn, key)
+                    gkey = gkey[:4] + call.key()
+                    self.store.call_owner.put(txn, call.key(), gkey[:4])
+                self.store.calls_up.put(txn, gkey, msgpack.packb(rec))
+                return "started" if status == START else "updated"
+            if client is None:
+                return "unknown-account"
+            rec = [0, client.max_call_length, now + client.max_call_length + self.grace, True,
+                   call.nas]
+            self._add(txn, client.id, call.key(), rec, now)
+            return "started" if status == START else "updated"
+
+        result: str = self.store.write(apply)
+        return result
+
+    def _stop(self, call: Call, session_time: int, event_time: int | None,
+              connect_time: int | None, setup_time: int | None, now: int) -> str:
+        end = event_time if event_time is not None else now
+        start = connect_time if connect_time is not None else end - session_time
+
+        def release(txn: Any) -> None:
+            found = self._find(txn, call)
+            if found is not None:
+                self._remove(txn, found[0], now)
+
+        summary = bill_call(self.store, self._pricer, SOURCE,
+                            f"{call.nas}/{call.session_id}", start, session_time, call.called,
+                            ip=call.nas, username=call.user_name, ani=call.calling,
+                            setup=setup_time, also=release)
+        if summary.already or summary.refused:
+            return "repeated"
+        return "mismatched" if summary.mismatched else "billed"
+
+    def _nas_restarted(self, nas: str) -> str:
+        """Accounting-On/Off: the NAS restarted, its calls are gone."""
+        def apply(txn: Any) -> None:
+            for k, raw in list(self.store.calls_up.items(txn)):
+                if msgpack.unpackb(raw)[C_NAS] == nas:
+                    self.store.calls_up.delete(txn, k)
+                    self.store.call_owner.delete(txn, k[4:])
+                    # The client's sum is read again from its records next time.
+                    self.store.calls_load.delete(txn, k[:4])
+
+        self.store.write(apply)
+        return "nas-restarted"

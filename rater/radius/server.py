@@ -1,0 +1,468 @@
+"""``rater serve``: the RADIUS agent, in worker processes sharing its ports.
+
+The supervisor forks ``serve.workers`` workers. Each binds the auth and acct
+ports itself with SO_REUSEPORT (the kernel spreads packets over them by source
+address and port), opens its own LMDB environment (never across a fork) and
+answers packets one at a time: decode, decide (:class:`CallControl`), commit,
+reply. A packet it cannot use is dropped and counted by reason; an unexpected
+error in one packet is logged and counted, and the worker goes on.
+
+Signals: SIGTERM (or SIGINT) stops the workers after the packet in hand and
+then the supervisor; SIGHUP reads the config again (a bad one is reported and
+the old one kept) and passes it on. A worker that dies is started again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, RaterError
+from ..nas import NasTable, nas_generation
+from ..settings import NasEntry, Settings, load
+from ..store import Store
+from . import packet
+from .control import Call, CallControl, Decision
+
+log = logging.getLogger("rater.serve")
+
+#: Seconds a worker gets to finish the packet in hand after SIGTERM.
+STOP_TIMEOUT = 10.0
+#: Seconds the supervisor waits for its workers to bind.
+READY_TIMEOUT = 30.0
+
+
+@dataclass
+class Counters:
+    """A worker's packets: answered by kind, dropped by reason, errors."""
+
+    answered: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+
+    def add(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+    def line(self) -> str:
+        parts = [f"{k} {v}" for k, v in sorted(self.answered.items())]
+        dropped = sum(self.dropped.values())
+        text = ", ".join(parts) or "nothing answered"
+        if dropped:
+            text += f"; dropped {dropped} (" + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.dropped.items())) + ")"
+        if self.errors:
+            text += f"; {self.errors} errors"
+        return text
+
+
+def cisco_time(text: str | None) -> int | None:
+    """A Cisco h323 time (``14:45:59.131 UTC Mon Jan 10 2011``, maybe after ``*`` or ``.``,
+    the gateway's mark of an unsynchronised clock) as UNIX seconds; None if unreadable."""
+    if not text:
+        return None
+    s = text.strip().lstrip("*.")
+    parts = s.split()
+    if len(parts) != 6 or parts[1] not in ("UTC", "GMT"):
+        return None
+    clock = parts[0].split(".")[0]
+    try:
+        t = datetime.strptime(f"{clock} {parts[3]} {parts[4]} {parts[5]}", "%H:%M:%S %b %d %Y")
+    except ValueError:
+        return None
+    return int((t - datetime(1970, 1, 1)).total_seconds())
+
+
+class GroupSync:
+    """fsync of the LMDB environment every ``interval`` seconds, in a thread: commits
+    return at once, and whoever must wait for the disk asks whether a commit made at a
+    given moment is synced yet."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        self.store = store
+        self.interval = interval
+        #: Commits made before this monotonic instant are on disk.
+        self.synced = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sync()
+
+    def sync(self) -> None:
+        began = time.monotonic()
+        self.store.env.sync(True)
+        self.synced = began
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sync()
+
+
+class Worker:
+    """One process's RADIUS agent."""
+
+    def __init__(self, settings: Settings, data_dir: Path, config_path: str | None,
+                 overrides: dict[str, str], number: int) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.config_path = config_path
+        self.overrides = overrides
+        self.number = number
+        self.counters = Counters()
+        grouped = settings.storage.sync and settings.sync_interval_ms > 0
+        storage = replace(settings.storage, sync=False) if grouped else settings.storage
+        self.store = Store(data_dir, storage)
+        self.group = GroupSync(self.store, settings.sync_interval_ms / 1000) if grouped else None
+        #: Accounting-Responses waiting for the group sync of their commit.
+        self._waiting: list[tuple[float, socket.socket, bytes, Any]] = []
+        self.control = CallControl(self.store, settings.reservation_grace)
+        self._nas_generation = nas_generation(self.store)
+        self.nas = NasTable.of(self.store, settings.nas)
+        self._stop = False
+        self._reload = False
+        self.auth = self._bind(settings.auth_port)
+        self.acct = self._bind(settings.acct_port)
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.settings.listen else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((self.settings.listen, port))
+        sock.setblocking(False)
+        return sock
+
+    # -- the loop
+
+    def run(self, ready: int | None = None) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        sel = selectors.DefaultSelector()
+        sel.register(self.auth, selectors.EVENT_READ, True)
+        sel.register(self.acct, selectors.EVENT_READ, False)
+        sel.register(wake_r, selectors.EVENT_READ, None)
+        if ready is not None:
+            os.write(ready, b"r")
+            os.close(ready)
+        last_check = time.monotonic()
+        try:
+            while not self._stop:
+                wait = 0.5 if not self._waiting or self.group is None else self.group.interval
+                for key, _ in sel.select(timeout=wait):
+                    if key.data is None:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 512)
+                        continue
+                    self._drain(key.fileobj, key.data)  # type: ignore[arg-type]
+                self._answer_synced()
+                if self._reload:
+                    self._reload = False
+                    self._reread()
+                if time.monotonic() - last_check >= 0.5:
+                    last_check = time.monotonic()
+                    self._keep_up()
+        finally:
+            if self.group is not None:
+                self.group.close()
+            self._answer_synced()
+            log.info("worker %d: %s", self.number, self.counters.line())
+            sel.close()
+            self.auth.close()
+            self.acct.close()
+            self.control.close()
+            self.store.close()
+
+    def _on_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def _on_reload(self, *_: Any) -> None:
+        self._reload = True
+
+    def _drain(self, sock: socket.socket, auth: bool) -> None:
+        """Answer every packet waiting on a socket (a few, then back to the loop)."""
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(packet.MAX_PACKET + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.EAGAIN):
+                    return
+                raise
+            reply = self.handle(data, addr[0], auth)
+            if reply is not None:
+                if not auth and self.group is not None:
+                    # Billed money: answered once the disk has it.
+                    self._waiting.append((time.monotonic(), sock, reply, addr))
+                else:
+                    with contextlib.suppress(OSError):
+                        sock.sendto(reply, addr)
+            if self._stop:
+                return
+
+    def _answer_synced(self) -> None:
+        if not self._waiting or self.group is None:
+            return
+        synced = self.group.synced
+        keep = []
+        for item in self._waiting:
+            if item[0] < synced:
+                with contextlib.suppress(OSError):
+                    item[1].sendto(item[2], item[3])
+            else:
+                keep.append(item)
+        self._waiting = keep
+
+    def _keep_up(self) -> None:
+        generation = nas_generation(self.store)
+        if generation != self._nas_generation:
+            self._nas_generation = generation
+            try:
+                self.nas = NasTable.of(self.store, self.settings.nas)
+            except ConfigError as exc:
+                log.error("worker %d: NAS entries not reloaded: %s", self.number, exc)
+        self.control.refresh()
+
+    def _reread(self) -> None:
+        try:
+            settings = load(self.config_path, self.overrides)
+            nas = NasTable.of(self.store, settings.nas)
+        except ConfigError as exc:
+            log.error("worker %d: config not reloaded: %s", self.number, exc)
+            return
+        # Ports, address and storage stay as started: changing them needs a restart.
+        self.settings = replace(settings, listen=self.settings.listen,
+                                auth_port=self.settings.auth_port,
+                                acct_port=self.settings.acct_port,
+                                storage=self.settings.storage)
+        self.nas = nas
+        self.control.grace = settings.reservation_grace
+        self.control.refresh(force=True)
+        log.info("worker %d: config reloaded", self.number)
+
+    # -- one packet
+
+    def handle(self, data: bytes, source: str, auth: bool) -> bytes | None:
+        """The reply to a packet from ``source`` (None: dropped)."""
+        if source.startswith("::ffff:"):
+            source = source[7:]
+        nas = self.nas.find(source)
+        if nas is None:
+            self.counters.add(self.counters.dropped, "unknown-nas")
+            return None
+        secret = nas.secret.encode()
+        try:
+            req = packet.decode(data, secret, self.settings.require_message_authenticator)
+        except packet.Dropped as exc:
+            self.counters.add(self.counters.dropped, exc.reason)
+            log.debug("dropped a packet from %s: %s", source, exc)
+            return None
+        want = packet.ACCESS_REQUEST if auth else packet.ACCOUNTING_REQUEST
+        if req.code != want:
+            self.counters.add(self.counters.dropped, "wrong-port")
+            return None
+        call = Call(nas=source, user_name=req.user_name or "", password=req.password,
+                    calling=req.calling or "", called=req.called or "",
+                    session_id=req.session_id or "")
+        try:
+            if auth:
+                decision = self.control.authorize(call)
+                self.counters.add(self.counters.answered, "access-" + decision.outcome)
+                code, attrs = self.access_reply(decision, nas)
+                return packet.encode_reply(req, code, secret, attrs)
+            if not req.session_id or req.status_type is None:
+                self.counters.add(self.counters.dropped, "malformed")
+                return None
+            outcome = self.control.account(
+                call, req.status_type, req.session_time or 0, req.event_time,
+                cisco_time(req.cisco.get("h323-connect-time")),
+                cisco_time(req.cisco.get("h323-setup-time")))
+            self.counters.add(self.counters.answered, "accounting-" + outcome)
+            return packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, secret, [])
+        except RaterError as exc:
+            self.counters.errors += 1
+            log.error("worker %d: %s from %s: %s", self.number,
+                      "Access-Request" if auth else "Accounting-Request", source, exc)
+        except Exception:
+            # One packet's failure never takes the worker down.
+            self.counters.errors += 1
+            log.exception("worker %d: a packet from %s failed", self.number, source)
+        return None
+
+    def access_reply(self, d: Decision, nas: NasEntry) -> tuple[int, list[tuple[str, str | int]]]:
+        codes = {**self.settings.return_codes, **nas.return_codes}
+        code = str(codes[d.outcome])
+        if not d.accepted:
+            return packet.ACCESS_REJECT, [("Reply-Message", d.message),
+                                          ("h323-return-code", code)]
+        attrs: list[tuple[str, str | int]] = [("Session-Timeout", d.seconds),
+                                              ("h323-credit-time", str(d.seconds))]
+        if d.credit is not None:
+            attrs.append(("h323-credit-amount", d.credit_text()))
+        attrs += [("h323-currency", d.currency),
+                  ("h323-billing-model", "1" if d.prepaid else "0"),
+                  ("h323-return-code", code)]
+        return packet.ACCESS_ACCEPT, attrs
+
+
+# -- the supervisor
+
+def free_port(listen: str) -> int:
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((listen, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
+          overrides: dict[str, str] | None = None) -> int:
+    """Run the agent until SIGTERM or SIGINT; the exit status."""
+    overrides = dict(overrides or {})
+    # Ports of 0: one free port each, the same for every worker.
+    if settings.auth_port == 0:
+        settings = replace(settings, auth_port=free_port(settings.listen))
+        overrides["radius.auth_port"] = str(settings.auth_port)
+    if settings.acct_port == 0:
+        settings = replace(settings, acct_port=free_port(settings.listen))
+        overrides["radius.acct_port"] = str(settings.acct_port)
+    # Errors in the NAS entries are found before any worker starts.
+    with Store(data_dir, settings.storage) as store:
+        nas = NasTable.of(store, settings.nas)
+    if not len(nas):
+        log.warning("no NAS entries: every packet will be dropped (rater nas add ADDRESS "
+                    "--secret S)")
+    stopping = False
+    reload = False
+
+    def on_stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    def on_reload(*_: Any) -> None:
+        nonlocal reload
+        reload = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+    workers: dict[int, int] = {}
+
+    def start(number: int) -> int:
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            status = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                Worker(settings, data_dir, config_path, overrides, number).run(ready_w)
+            except BaseException as exc:
+                log.error("worker %d: %s", number, exc)
+                status = 1
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        os.close(ready_w)
+        os.set_blocking(ready_r, True)
+        ok = _wait_ready(ready_r)
+        os.close(ready_r)
+        if not ok:
+            raise RaterError(f"worker {number} did not start (port in use?)")
+        return pid
+
+    try:
+        for n in range(1, settings.workers + 1):
+            workers[start(n)] = n
+    except RaterError:
+        _stop_all(workers)
+        raise
+    print(f"rater serve: RADIUS auth {settings.listen}:{settings.auth_port}, acct "
+          f"{settings.listen}:{settings.acct_port}; {settings.workers} workers; "
+          f"{len(nas)} NAS entries", flush=True)
+    while not stopping:
+        if reload:
+            reload = False
+            try:
+                load(config_path, overrides)
+            except ConfigError as exc:
+                log.error("config not reloaded: %s", exc)
+            else:
+                for pid in workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGHUP)
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pid = 0
+        if pid and pid in workers and not stopping:
+            number = workers.pop(pid)
+            log.error("worker %d stopped (status %d); starting it again", number, status)
+            try:
+                workers[start(number)] = number
+            except RaterError as exc:
+                log.error("%s", exc)
+        time.sleep(0.05)
+    _stop_all(workers)
+    print("rater serve: stopped", flush=True)
+    return 0
+
+
+def _wait_ready(fd: int) -> bool:
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + READY_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.2):
+                return os.read(fd, 1) == b"r"
+        return False
+    finally:
+        sel.close()
+
+
+def _stop_all(workers: dict[int, int]) -> None:
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while workers and time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            workers.pop(pid, None)
+        else:
+            time.sleep(0.02)
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    workers.clear()
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")

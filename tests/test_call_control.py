@@ -1,0 +1,184 @@
+"""Call control without the wire: grants, reservations, their expiry, accounting.
+
+Times are given explicitly (``now``), so expiry is tested without waiting.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import msgpack
+import pytest
+from conftest import write
+
+from rater.clients import Client, Registry
+from rater.decks import Decks
+from rater.engine import Deck
+from rater.journal import Journal
+from rater.radius.control import (
+    ACCOUNTING_ON,
+    INTERIM,
+    START,
+    STOP,
+    Call,
+    CallControl,
+)
+from rater.store import Store
+
+T0 = 1_795_000_000
+UK = "442079460000"
+GRACE = 60
+
+
+@pytest.fixture
+def control(store: Store, decks: Decks, tmp_path: Path) -> CallControl:
+    deck = write(tmp_path / "deck.csv", "prefix,destination,rate,connect_fee,increment,"
+                                        "effective_from\n44,UK,0.0200,0.0050,60/6,\n")
+    decks.import_file(deck, "T", currency="USD")
+    reg = Registry(store)
+    reg.add_client(Client(id=0, name="alice", currency="USD", rate_tables=[[None, "T"]],
+                          credit_limit=100_000_000, max_call_length=3600))
+    reg.add_account("alice", username="alice")
+    Journal(store).post("alice", "manual-payment", "1.00", key="p")
+    c = CallControl(store, reservation_grace=GRACE)
+    yield c
+    c.close()
+
+
+def summed(control: CallControl, store: Store, now: int) -> None:
+    """Each client's stored sum of calls in progress (when it is current) equals its
+    records."""
+    with store.read() as txn:
+        sums = {int.from_bytes(k, "big"): v for k, v in store.calls_load.items(txn)}
+    for cid, raw in sums.items():
+        count, reserved, lapse = msgpack.unpackb(raw)
+        if now < lapse:
+            assert control.reserved(cid, now=now) == (count, reserved)
+
+
+def alice(session: str, nas: str = "10.0.0.1") -> Call:
+    return Call(nas=nas, user_name="alice", calling="1555", called=UK, session_id=session)
+
+
+def cost(store: Store, seconds: int) -> int:
+    with Deck(store, "T") as deck:
+        return int(deck.rate(UK, T0, seconds).cost * 10**9)
+
+
+def test_grant_is_the_exact_inverse_of_pricing_with_the_credit_limit(control: CallControl,
+                                                                      store: Store) -> None:
+    d = control.authorize(alice("a"), now=T0)
+    assert d.accepted and d.prepaid and d.credit == 1_100_000_000
+    with Deck(store, "T") as deck:
+        assert d.seconds == deck.max_duration(UK, T0, Decimal("1.10"), 3600)
+    # 60/6: the grant costs at most the credit, six seconds more would cost more.
+    assert cost(store, d.seconds) <= d.credit < cost(store, d.seconds + 6)
+    assert d.reserved == cost(store, d.seconds)
+    assert control.reserved(1, now=T0) == (1, d.reserved)
+    summed(control, store, T0)
+
+
+def short_calls(control: CallControl, store: Store) -> None:
+    """Alice's calls capped at 20 minutes: one call no longer takes all her credit."""
+    Registry(store).edit_client("alice", max_call_length=1200)
+    control.refresh(force=True)
+
+
+def test_each_call_gets_what_the_others_left(control: CallControl, store: Store) -> None:
+    short_calls(control, store)
+    first = control.authorize(alice("a"), now=T0)
+    second = control.authorize(alice("b"), now=T0)
+    third = control.authorize(alice("c"), now=T0)
+    assert first.seconds == second.seconds == 1200
+    assert second.credit == first.credit - first.reserved
+    assert third.accepted and 0 < third.seconds < 1200
+    assert third.credit == second.credit - second.reserved
+    assert first.reserved + second.reserved + third.reserved <= 1_100_000_000
+    fourth = control.authorize(alice("d"), now=T0)
+    assert fourth.outcome == "no_balance"
+    summed(control, store, T0)
+
+
+def test_a_reservation_without_stop_expires_after_its_grant_and_grace(control: CallControl,
+                                                                      store: Store) -> None:
+    first = control.authorize(alice("a"), now=T0)
+    end = T0 + first.seconds + GRACE
+    before = control.authorize(alice("b"), now=end - 1)
+    assert before.outcome == "no_balance"
+    assert before.credit == 1_100_000_000 - first.reserved
+    after = control.authorize(alice("c"), now=end)
+    assert after.accepted and after.credit == 1_100_000_000
+    assert control.reserved(1, now=end) == (1, after.reserved)      # a is gone
+    summed(control, store, end)
+
+
+def test_interim_update_keeps_a_call_past_its_grace(control: CallControl, store: Store
+                                                    ) -> None:
+    first = control.authorize(alice("a"), now=T0)
+    end = T0 + first.seconds + GRACE
+    assert control.account(alice("a"), START, now=T0 + 1) == "started"
+    assert control.account(alice("a"), INTERIM, now=end - 10) == "updated"
+    assert control.reserved(1, now=end + 5)[0] == 1
+    assert control.reserved(1, now=end + GRACE)[0] == 0
+    # A new call after the old one lapsed: the sum is read again from the records.
+    assert control.authorize(alice("b"), now=end + GRACE).credit == 1_100_000_000
+    summed(control, store, end + GRACE)
+
+
+def test_stop_bills_the_real_cost_and_releases_the_rest(control: CallControl,
+                                                         store: Store) -> None:
+    control.authorize(alice("a"), now=T0)
+    outcome = control.account(alice("a"), STOP, session_time=61, event_time=T0 + 61,
+                              now=T0 + 61)
+    assert outcome == "billed"
+    assert control.reserved(1, now=T0 + 61) == (0, 0)
+    live = Journal(store).balance("alice").live
+    assert live == 1_000_000_000 - cost(store, 61)
+    assert control.account(alice("a"), STOP, session_time=61, event_time=T0 + 61,
+                           now=T0 + 99) == "repeated"
+    assert Journal(store).balance("alice").live == live
+    assert Journal(store).check() == []
+    summed(control, store, T0 + 99)
+
+
+def test_a_call_authorized_without_session_id_is_found_by_who_calls_whom(
+        control: CallControl, store: Store) -> None:
+    control.authorize(Call(nas="10.0.0.1", user_name="alice", calling="1555", called=UK),
+                      now=T0)
+    assert control.reserved(1, now=T0)[0] == 1
+    assert control.account(alice("s-9"), START, now=T0 + 1) == "started"
+    assert control.account(alice("s-9"), STOP, session_time=5, now=T0 + 6) == "billed"
+    assert control.reserved(1, now=T0 + 6) == (0, 0)
+    summed(control, store, T0 + 6)
+
+
+def test_accounting_on_lets_the_nas_calls_go(control: CallControl, store: Store) -> None:
+    short_calls(control, store)
+    control.authorize(alice("a", nas="10.0.0.1"), now=T0)
+    control.authorize(alice("b", nas="10.0.0.2"), now=T0)
+    assert control.account(Call(nas="10.0.0.1"), ACCOUNTING_ON, now=T0) == "nas-restarted"
+    assert control.reserved(1, now=T0)[0] == 1
+    third = control.authorize(alice("c", nas="10.0.0.1"), now=T0)
+    assert third.credit == 1_100_000_000 - control.reserved(1, now=T0)[1] + third.reserved
+    summed(control, store, T0)
+
+
+def test_postpaid_without_capacity_writes_nothing(control: CallControl, store: Store) -> None:
+    Registry(store).add_client(Client(id=0, name="bob", currency="USD", mode="postpaid",
+                                      rate_tables=[[None, "T"]], max_call_length=900))
+    Registry(store).add_account("bob", username="bob")
+    control.refresh(force=True)
+    d = control.authorize(Call(nas="10.0.0.1", user_name="bob", called=UK, session_id="x"),
+                          now=T0)
+    assert d.accepted and d.seconds == 900 and d.credit is None and not d.prepaid
+    assert control.reserved(2, now=T0) == (0, 0)
+
+
+def test_deleted_client_and_changed_table_are_seen_after_refresh(control: CallControl,
+                                                                  store: Store) -> None:
+    assert control.authorize(alice("a"), now=T0).accepted
+    Registry(store).edit_client("alice", status="stop")
+    control.refresh(force=True)
+    d = control.authorize(alice("b"), now=T0)
+    assert d.outcome == "client_blocked"
