@@ -182,3 +182,19 @@ def test_deleted_client_and_changed_table_are_seen_after_refresh(control: CallCo
     control.refresh(force=True)
     d = control.authorize(alice("b"), now=T0)
     assert d.outcome == "client_blocked"
+
+
+def test_a_batch_decides_as_one_call_after_another(control: CallControl, store: Store) -> None:
+    short_calls(control, store)
+    batch = [alice("a"), alice("b"), alice("a"), alice("c"), alice("d"),
+             Call(nas="10.0.0.1", user_name="nobody", called=UK, session_id="n")]
+    got = control.authorize_many(batch, now=T0)
+    assert [d.outcome for d in got] == ["accepted", "accepted", "accepted", "accepted",
+                                        "no_balance", "unknown_account"]
+    # The repeated call got its own grant again, not a second reservation.
+    assert got[2].seconds == got[0].seconds and got[2].reserved == got[0].reserved
+    assert sum(d.reserved for d in (got[0], got[1], got[3])) <= 1_100_000_000
+    assert control.reserved(1, now=T0) == (3, got[0].reserved + got[1].reserved
+                                           + got[3].reserved)
+    assert got[3].credit == got[1].credit - got[1].reserved
+    summed(control, store, T0)

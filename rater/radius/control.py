@@ -36,6 +36,7 @@ from typing import Any
 import msgpack
 
 from ..clients import AccountIndex, Client
+from ..engine import Deck
 from ..errors import InvalidNumber
 from ..ingest import Pricer, bill_call
 from ..journal import read_balance
@@ -101,6 +102,28 @@ class Decision:
 
 
 @dataclass
+class _Pending:
+    """A call that passed every check but capacity and money."""
+
+    call: Call
+    client: Client
+    deck: Deck
+    digits: str
+
+    @property
+    def key(self) -> bytes:
+        return self.call.key()
+
+    @property
+    def tag(self) -> bytes:
+        return self.client.id.to_bytes(4, "big")
+
+    @property
+    def prepaid(self) -> bool:
+        return self.client.mode == "prepaid"
+
+
+@dataclass
 class Stats:
     """What a worker decided, by outcome (for logs and metrics)."""
 
@@ -146,13 +169,33 @@ class CallControl:
     # -- authorization
 
     def authorize(self, call: Call, now: int | None = None) -> Decision:
+        return self.authorize_many([call], now)[0]
+
+    def authorize_many(self, calls: list[Call], now: int | None = None) -> list[Decision]:
+        """Decide several calls: those that reserve or count against capacity in one
+        write transaction, in order (as if one after the other)."""
         self.refresh()
         now = int(time.time()) if now is None else now
-        decision = self._authorize(call, now)
-        self.stats.count(self.stats.decisions, decision.outcome)
-        return decision
+        decisions: list[Decision | None] = []
+        waiting: list[tuple[int, _Pending]] = []
+        for k, call in enumerate(calls):
+            got = self._check(call, now)
+            if isinstance(got, _Pending):
+                decisions.append(None)
+                waiting.append((k, got))
+            else:
+                decisions.append(got)
+        if waiting:
+            for (k, _), d in zip(waiting, self._register([p for _, p in waiting], now),
+                                 strict=True):
+                decisions[k] = d
+        out = [d for d in decisions if d is not None]
+        for d in out:
+            self.stats.count(self.stats.decisions, d.outcome)
+        return out
 
-    def _authorize(self, call: Call, now: int) -> Decision:
+    def _check(self, call: Call, now: int) -> Decision | _Pending:
+        """Everything but capacity and money: a decision, or what registering needs."""
         index = self._index
         account, rest = index.find(call.nas, call.user_name, call.calling, call.called)
         if account is None:
@@ -174,72 +217,81 @@ class CallControl:
         if deck is None or deck.currency != client.currency:
             return Decision("no_rate", "no rate table")
         digits = "+" + e164
-        limit = client.max_call_length
         with deck.using() as engine:
             cost, _, _, _ = engine.rate(digits, now, 0)
         if cost < 0:
             return Decision("no_rate", "no rate for the number")
-        if client.mode == "postpaid":
-            if client.capacity is None:
-                return Decision("accepted", "", seconds=limit, currency=client.currency)
-            return self._register(call, client, now, lambda _: (limit, 0))
+        if client.mode == "postpaid" and client.capacity is None:
+            return Decision("accepted", "", seconds=client.max_call_length,
+                            currency=client.currency)
+        return _Pending(call, client, deck, digits)
 
-        def grant(available: int) -> tuple[int, int]:
-            """The longest call ``available`` pays for, and its cost. (The deck is held
-            only while it prices: a write that grows the map waits for no reader.)"""
-            if available <= 0:
-                return 0, 0
-            with deck.using() as engine:
-                seconds, _ = engine.max_duration(digits, now, available, limit)
-                if seconds <= 0:
-                    return 0, 0
-                amount, _, _, _ = engine.rate(digits, now, seconds)
-            return seconds, max(amount, 0)
-
-        return self._register(call, client, now, grant)
-
-    def _register(self, call: Call, client: Client, now: int, grant: Any) -> Decision:
-        """Check capacity and reserve, in one write transaction (a request seen before is
-        answered from a read transaction)."""
-        key = call.key()
-        tag = client.id.to_bytes(4, "big")
-        prepaid = client.mode == "prepaid"
-
-        def same_answer(txn: Any, mine: list[Any], reserved: int) -> Decision:
-            live, _ = read_balance(self.store, txn, client.id)
-            credit = live + client.credit_limit - reserved + mine[C_AMOUNT] if prepaid else None
-            return Decision("accepted", "", seconds=mine[C_GRANTED], credit=credit,
-                            currency=client.currency, prepaid=prepaid, reserved=mine[C_AMOUNT])
-
-        with self.store.read() as txn:
-            raw = self.store.calls_up.get(txn, tag + key)
-            if raw is not None:
-                # The same call asking again (a retransmission): the same answer.
-                mine = msgpack.unpackb(raw)
-                summary = self._stored_summary(txn, client.id)
-                if mine[C_EXPIRES] > now and summary is not None and now < summary[S_NEXT]:
-                    return same_answer(txn, mine, summary[S_RESERVED])
-
-        def apply(txn: Any) -> Decision:
-            count, reserved, _ = self._summary(txn, client.id, now)
-            raw = self.store.calls_up.get(txn, tag + key)
-            if raw is not None:
-                return same_answer(txn, msgpack.unpackb(raw), reserved)
-            if client.capacity is not None and count >= client.capacity:
-                return Decision("capacity", "too many calls in progress")
-            live, _ = read_balance(self.store, txn, client.id)
-            credit = live + client.credit_limit - reserved if prepaid else None
-            seconds, amount = grant(credit) if prepaid else grant(None)
+    def _grant(self, p: _Pending, available: int | None, now: int) -> tuple[int, int]:
+        """The longest call ``available`` pays for, and its cost (postpaid: the max call
+        length, nothing reserved). The deck is held only while it prices: a write that
+        grows the map waits for no reader."""
+        limit = p.client.max_call_length
+        if available is None:
+            return limit, 0
+        if available <= 0:
+            return 0, 0
+        with p.deck.using() as engine:
+            seconds, _ = engine.max_duration(p.digits, now, available, limit)
             if seconds <= 0:
-                return Decision("no_balance", "no balance", credit=credit,
-                                currency=client.currency, prepaid=True)
-            record = [amount, seconds, now + seconds + self.grace, False, call.nas]
-            self._add(txn, client.id, key, record, now)
-            return Decision("accepted", "", seconds=seconds, credit=credit,
-                            currency=client.currency, prepaid=prepaid, reserved=amount)
+                return 0, 0
+            amount, _, _, _ = engine.rate(p.digits, now, seconds)
+        return seconds, max(amount, 0)
 
-        result: Decision = self.store.write(apply)
-        return result
+    def _register(self, pending: list[_Pending], now: int) -> list[Decision]:
+        """Check capacity and reserve, in one write transaction (requests seen before are
+        answered from a read transaction)."""
+        answers: list[Decision | None] = [None] * len(pending)
+        with self.store.read() as txn:
+            for k, p in enumerate(pending):
+                raw = self.store.calls_up.get(txn, p.tag + p.key)
+                if raw is not None:
+                    # The same call asking again (a retransmission): the same answer.
+                    mine = msgpack.unpackb(raw)
+                    summary = self._stored_summary(txn, p.client.id)
+                    if mine[C_EXPIRES] > now and summary is not None and now < summary[S_NEXT]:
+                        answers[k] = self._same_answer(txn, p, mine, summary[S_RESERVED])
+        todo = [k for k, a in enumerate(answers) if a is None]
+        if todo:
+            def apply(txn: Any) -> list[Decision]:
+                return [self._register_one(txn, pending[k], now) for k in todo]
+
+            for k, d in zip(todo, self.store.write(apply), strict=True):
+                answers[k] = d
+        return [a for a in answers if a is not None]
+
+    def _same_answer(self, txn: Any, p: _Pending, mine: list[Any], reserved: int) -> Decision:
+        client = p.client
+        live, _ = read_balance(self.store, txn, client.id)
+        credit = (live + client.credit_limit - reserved + mine[C_AMOUNT] if p.prepaid
+                  else None)
+        return Decision("accepted", "", seconds=mine[C_GRANTED], credit=credit,
+                        currency=client.currency, prepaid=p.prepaid, reserved=mine[C_AMOUNT])
+
+    def _register_one(self, txn: Any, p: _Pending, now: int) -> Decision:
+        client = p.client
+        count, reserved, _ = self._summary(txn, client.id, now)
+        raw = self.store.calls_up.get(txn, p.tag + p.key)
+        if raw is not None:
+            return self._same_answer(txn, p, msgpack.unpackb(raw), reserved)
+        if client.capacity is not None and count >= client.capacity:
+            return Decision("capacity", "too many calls in progress")
+        credit = None
+        if p.prepaid:
+            live, _ = read_balance(self.store, txn, client.id)
+            credit = live + client.credit_limit - reserved
+        seconds, amount = self._grant(p, credit, now)
+        if seconds <= 0:
+            return Decision("no_balance", "no balance", credit=credit,
+                            currency=client.currency, prepaid=True)
+        record = [amount, seconds, now + seconds + self.grace, False, p.call.nas]
+        self._add(txn, client.id, p.key, record, now)
+        return Decision("accepted", "", seconds=seconds, credit=credit,
+                        currency=client.currency, prepaid=p.prepaid, reserved=amount)
 
     # -- calls in progress: g/ records, and per client (u/) their count, what they
     # reserve and the earliest time one of them may lapse; a summary is read instead of

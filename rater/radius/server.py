@@ -42,6 +42,9 @@ log = logging.getLogger("rater.serve")
 STOP_TIMEOUT = 10.0
 #: Seconds the supervisor waits for its workers to bind.
 READY_TIMEOUT = 30.0
+#: Packets a worker takes from a socket at a time (Access-Requests among them are
+#: decided in one write transaction).
+BATCH = 64
 
 
 @dataclass
@@ -199,26 +202,36 @@ class Worker:
         self._reload = True
 
     def _drain(self, sock: socket.socket, auth: bool) -> None:
-        """Answer every packet waiting on a socket (a few, then back to the loop)."""
-        for _ in range(64):
+        """Answer the packets waiting on a socket (up to a batch, then back to the loop).
+
+        Access-Requests of one batch are decided together: those that reserve share
+        one write transaction (one commit, one turn of the writer lock).
+        """
+        batch: list[tuple[bytes, Any]] = []
+        for _ in range(BATCH):
             try:
-                data, addr = sock.recvfrom(packet.MAX_PACKET + 1)
+                batch.append(sock.recvfrom(packet.MAX_PACKET + 1))
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 if exc.errno in (errno.ECONNREFUSED, errno.EAGAIN):
-                    return
+                    break
                 raise
-            reply = self.handle(data, addr[0], auth)
-            if reply is not None:
-                if not auth and self.group is not None:
-                    # Billed money: answered once the disk has it.
-                    self._waiting.append((time.monotonic(), sock, reply, addr))
-                else:
-                    with contextlib.suppress(OSError):
-                        sock.sendto(reply, addr)
-            if self._stop:
-                return
+        if not batch:
+            return
+        if auth:
+            replies = self.handle_access([(data, addr[0]) for data, addr in batch])
+        else:
+            replies = [self.handle(data, addr[0], False) for data, addr in batch]
+        for (_, addr), reply in zip(batch, replies, strict=True):
+            if reply is None:
+                continue
+            if not auth and self.group is not None:
+                # Billed money: answered once the disk has it.
+                self._waiting.append((time.monotonic(), sock, reply, addr))
+            else:
+                with contextlib.suppress(OSError):
+                    sock.sendto(reply, addr)
 
     def _answer_synced(self) -> None:
         if not self._waiting or self.group is None:
@@ -262,17 +275,18 @@ class Worker:
 
     # -- one packet
 
-    def handle(self, data: bytes, source: str, auth: bool) -> bytes | None:
-        """The reply to a packet from ``source`` (None: dropped)."""
+    def _read(self, data: bytes, source: str, auth: bool
+              ) -> tuple[packet.Request, Call, NasEntry] | None:
+        """A packet from ``source`` decoded and checked (None: dropped, and counted)."""
         if source.startswith("::ffff:"):
             source = source[7:]
         nas = self.nas.find(source)
         if nas is None:
             self.counters.add(self.counters.dropped, "unknown-nas")
             return None
-        secret = nas.secret.encode()
         try:
-            req = packet.decode(data, secret, self.settings.require_message_authenticator)
+            req = packet.decode(data, nas.secret.encode(),
+                                self.settings.require_message_authenticator)
         except packet.Dropped as exc:
             self.counters.add(self.counters.dropped, exc.reason)
             log.debug("dropped a packet from %s: %s", source, exc)
@@ -284,12 +298,45 @@ class Worker:
         call = Call(nas=source, user_name=req.user_name or "", password=req.password,
                     calling=req.calling or "", called=req.called or "",
                     session_id=req.session_id or "")
+        return req, call, nas
+
+    def handle_access(self, packets: list[tuple[bytes, str]]) -> list[bytes | None]:
+        """The replies to Access-Requests (None: dropped), decided together."""
+        read = [self._read(data, source, True) for data, source in packets]
+        good = [r for r in read if r is not None]
         try:
-            if auth:
-                decision = self.control.authorize(call)
-                self.counters.add(self.counters.answered, "access-" + decision.outcome)
-                code, attrs = self.access_reply(decision, nas)
-                return packet.encode_reply(req, code, secret, attrs)
+            decisions = self.control.authorize_many([call for _, call, _ in good])
+        except RaterError as exc:
+            self.counters.errors += len(good)
+            log.error("worker %d: Access-Requests: %s", self.number, exc)
+            return [None] * len(packets)
+        except Exception:
+            # One batch's failure never takes the worker down.
+            self.counters.errors += len(good)
+            log.exception("worker %d: Access-Requests failed", self.number)
+            return [None] * len(packets)
+        replies: list[bytes | None] = []
+        answers = iter(zip(good, decisions, strict=True))
+        for r in read:
+            if r is None:
+                replies.append(None)
+                continue
+            (req, _, nas), decision = next(answers)
+            self.counters.add(self.counters.answered, "access-" + decision.outcome)
+            code, attrs = self.access_reply(decision, nas)
+            replies.append(packet.encode_reply(req, code, nas.secret.encode(), attrs))
+        return replies
+
+    def handle(self, data: bytes, source: str, auth: bool) -> bytes | None:
+        """The reply to one packet from ``source`` (None: dropped)."""
+        if auth:
+            return self.handle_access([(data, source)])[0]
+        read = self._read(data, source, False)
+        if read is None:
+            return None
+        req, call, nas = read
+        secret = nas.secret.encode()
+        try:
             if not req.session_id or req.status_type is None:
                 self.counters.add(self.counters.dropped, "malformed")
                 return None
@@ -301,8 +348,7 @@ class Worker:
             return packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, secret, [])
         except RaterError as exc:
             self.counters.errors += 1
-            log.error("worker %d: %s from %s: %s", self.number,
-                      "Access-Request" if auth else "Accounting-Request", source, exc)
+            log.error("worker %d: Accounting-Request from %s: %s", self.number, source, exc)
         except Exception:
             # One packet's failure never takes the worker down.
             self.counters.errors += 1
