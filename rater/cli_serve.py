@@ -22,7 +22,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         out[key.strip()] = value.strip()
     for flag, key in (("listen", "serve.listen"), ("workers", "serve.workers"),
                       ("radius_auth_port", "radius.auth_port"),
-                      ("radius_acct_port", "radius.acct_port")):
+                      ("radius_acct_port", "radius.acct_port"),
+                      ("metrics_port", "metrics.port")):
         value = getattr(args, flag, None)
         if value is not None:
             out[key] = json.dumps(value)
@@ -97,6 +98,8 @@ def add_commands(sub: Any, command: Any) -> None:
     sp.add_argument("--listen", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
     sp.add_argument("--radius-auth-port", type=int, metavar="P", help="default 1812")
     sp.add_argument("--radius-acct-port", type=int, metavar="P", help="default 1813")
+    sp.add_argument("--metrics-port", type=int, metavar="P",
+                    help="Prometheus /metrics (default 9812)")
     config_options(sp)
 
     config = sub.add_parser("config", help="the serve configuration").add_subparsers(

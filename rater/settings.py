@@ -59,6 +59,8 @@ class Settings:
     storage: StorageConfig
     #: Group sync period of rater serve (0: fsync each commit).
     sync_interval_ms: int
+    metrics_enabled: bool
+    metrics_port: int
     nas: tuple[NasEntry, ...]
     #: The merged tree, as ``rater config show`` prints it.
     tree: dict[str, Any]
@@ -178,6 +180,7 @@ def load(path: str | Path | None = None, overrides: dict[str, str] | None = None
 
 def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
     serve, radius, storage = tree["serve"], tree["radius"], tree["storage"]
+    metrics = tree["metrics"]
     try:
         ipaddress.ip_address(serve["listen"])
     except ValueError:
@@ -190,6 +193,11 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
             raise ConfigError(f"radius.{key} = {radius[key]}: a port 0..65535 expected")
     if radius["auth_port"] == radius["acct_port"] and radius["auth_port"]:
         raise ConfigError("radius.auth_port and radius.acct_port must differ")
+    if not 0 <= metrics["port"] <= 65535:
+        raise ConfigError(f"metrics.port = {metrics['port']}: a port 0..65535 expected")
+    if metrics["enabled"] and metrics["port"] and metrics["port"] in (radius["auth_port"],
+                                                                     radius["acct_port"]):
+        raise ConfigError("metrics.port must differ from the RADIUS ports")
     if radius["reservation_grace"] < 0:
         raise ConfigError("radius.reservation_grace: 0 or more seconds")
     _check_codes(radius["return_codes"], "radius.return_codes")
@@ -206,4 +214,6 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
                     require_message_authenticator=radius["require_message_authenticator"],
                     reservation_grace=radius["reservation_grace"],
                     return_codes=dict(radius["return_codes"]), storage=stored,
-                    sync_interval_ms=storage["sync_interval_ms"], nas=nas, tree=tree)
+                    sync_interval_ms=storage["sync_interval_ms"],
+                    metrics_enabled=metrics["enabled"], metrics_port=metrics["port"], nas=nas,
+                    tree=tree)

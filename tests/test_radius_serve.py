@@ -80,6 +80,7 @@ class Server:
     acct: int
     proc: subprocess.Popen[str]
     config: Path
+    metrics: str
     log: str = ""
 
     def stop(self) -> str:
@@ -126,14 +127,16 @@ def start(data: Path, config: Path, *extra: str) -> Server:
     auth, acct = free_ports(2)
     proc = subprocess.Popen([*RATER, "--data", str(data), "serve", "--config", str(config),
                              "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
-                             "--radius-acct-port", str(acct), *extra],
+                             "--radius-acct-port", str(acct), "--metrics-port", "0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("rater serve: RADIUS"):
         proc.kill()
         raise AssertionError(f"serve did not start: {line!r} {proc.stderr.read()}")
-    return Server(data, auth, acct, proc, config)
+    found = re.search(r"metrics (http://\S+/metrics)", line)
+    assert found, line
+    return Server(data, auth, acct, proc, config, found.group(1))
 
 
 @pytest.fixture(scope="module")

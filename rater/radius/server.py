@@ -19,9 +19,11 @@ import errno
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -29,7 +31,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .. import metrics
 from ..errors import ConfigError, RaterError
+from ..metrics import Metrics
 from ..nas import NasTable, nas_generation
 from ..settings import NasEntry, Settings, load
 from ..store import Store
@@ -54,9 +58,27 @@ class Counters:
     answered: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    #: The Prometheus side, when metrics are on.
+    metrics: Metrics | None = None
 
-    def add(self, table: dict[str, int], key: str) -> None:
-        table[key] = table.get(key, 0) + 1
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        if self.metrics is not None:
+            self.metrics.dropped.labels(reason).inc()
+
+    def answer(self, method: str, outcome: str, began: float) -> None:
+        key = f"{method}-{outcome}"
+        self.answered[key] = self.answered.get(key, 0) + 1
+        m = self.metrics
+        if m is not None:
+            m.requests.labels("radius", method).inc()
+            m.latency.labels("radius", method).observe(time.perf_counter() - began)
+            (m.authorizations if method == "access" else m.accounting).labels(outcome).inc()
+
+    def fail(self, code: str, n: int = 1) -> None:
+        self.errors += n
+        if self.metrics is not None:
+            self.metrics.errors.labels(code).inc(n)
 
     def line(self) -> str:
         parts = [f"{k} {v}" for k, v in sorted(self.answered.items())]
@@ -126,7 +148,7 @@ class Worker:
         self.config_path = config_path
         self.overrides = overrides
         self.number = number
-        self.counters = Counters()
+        self.counters = Counters(metrics=Metrics() if settings.metrics_enabled else None)
         grouped = settings.storage.sync and settings.sync_interval_ms > 0
         storage = replace(settings.storage, sync=False) if grouped else settings.storage
         self.store = Store(data_dir, storage)
@@ -208,6 +230,7 @@ class Worker:
         one write transaction (one commit, one turn of the writer lock).
         """
         batch: list[tuple[bytes, Any]] = []
+        began = time.perf_counter()
         for _ in range(BATCH):
             try:
                 batch.append(sock.recvfrom(packet.MAX_PACKET + 1))
@@ -220,7 +243,7 @@ class Worker:
         if not batch:
             return
         if auth:
-            replies = self.handle_access([(data, addr[0]) for data, addr in batch])
+            replies = self.handle_access([(data, addr[0]) for data, addr in batch], began)
         else:
             replies = [self.handle(data, addr[0], False) for data, addr in batch]
         for (_, addr), reply in zip(batch, replies, strict=True):
@@ -247,6 +270,11 @@ class Worker:
         self._waiting = keep
 
     def _keep_up(self) -> None:
+        if self.counters.metrics is not None and self.number == 1:
+            try:
+                self.counters.metrics.read_store(self.store)
+            except Exception:
+                log.exception("worker %d: metrics of the store not read", self.number)
         generation = nas_generation(self.store)
         if generation != self._nas_generation:
             self._nas_generation = generation
@@ -282,37 +310,40 @@ class Worker:
             source = source[7:]
         nas = self.nas.find(source)
         if nas is None:
-            self.counters.add(self.counters.dropped, "unknown-nas")
+            self.counters.drop("unknown-nas")
             return None
         try:
             req = packet.decode(data, nas.secret.encode(),
                                 self.settings.require_message_authenticator)
         except packet.Dropped as exc:
-            self.counters.add(self.counters.dropped, exc.reason)
+            self.counters.drop(exc.reason)
             log.debug("dropped a packet from %s: %s", source, exc)
             return None
         want = packet.ACCESS_REQUEST if auth else packet.ACCOUNTING_REQUEST
         if req.code != want:
-            self.counters.add(self.counters.dropped, "wrong-port")
+            self.counters.drop("wrong-port")
             return None
         call = Call(nas=source, user_name=req.user_name or "", password=req.password,
                     calling=req.calling or "", called=req.called or "",
                     session_id=req.session_id or "")
         return req, call, nas
 
-    def handle_access(self, packets: list[tuple[bytes, str]]) -> list[bytes | None]:
-        """The replies to Access-Requests (None: dropped), decided together."""
+    def handle_access(self, packets: list[tuple[bytes, str]], began: float | None = None
+                      ) -> list[bytes | None]:
+        """The replies to Access-Requests (None: dropped), decided together; ``began``:
+        when they arrived (perf_counter)."""
+        began = time.perf_counter() if began is None else began
         read = [self._read(data, source, True) for data, source in packets]
         good = [r for r in read if r is not None]
         try:
             decisions = self.control.authorize_many([call for _, call, _ in good])
         except RaterError as exc:
-            self.counters.errors += len(good)
+            self.counters.fail(exc.code, len(good))
             log.error("worker %d: Access-Requests: %s", self.number, exc)
             return [None] * len(packets)
         except Exception:
             # One batch's failure never takes the worker down.
-            self.counters.errors += len(good)
+            self.counters.fail("INTERNAL", len(good))
             log.exception("worker %d: Access-Requests failed", self.number)
             return [None] * len(packets)
         replies: list[bytes | None] = []
@@ -322,15 +353,16 @@ class Worker:
                 replies.append(None)
                 continue
             (req, _, nas), decision = next(answers)
-            self.counters.add(self.counters.answered, "access-" + decision.outcome)
             code, attrs = self.access_reply(decision, nas)
             replies.append(packet.encode_reply(req, code, nas.secret.encode(), attrs))
+            self.counters.answer("access", decision.outcome, began)
         return replies
 
     def handle(self, data: bytes, source: str, auth: bool) -> bytes | None:
         """The reply to one packet from ``source`` (None: dropped)."""
+        began = time.perf_counter()
         if auth:
-            return self.handle_access([(data, source)])[0]
+            return self.handle_access([(data, source)], began)[0]
         read = self._read(data, source, False)
         if read is None:
             return None
@@ -338,20 +370,21 @@ class Worker:
         secret = nas.secret.encode()
         try:
             if not req.session_id or req.status_type is None:
-                self.counters.add(self.counters.dropped, "malformed")
+                self.counters.drop("malformed")
                 return None
             outcome = self.control.account(
                 call, req.status_type, req.session_time or 0, req.event_time,
                 cisco_time(req.cisco.get("h323-connect-time")),
                 cisco_time(req.cisco.get("h323-setup-time")))
-            self.counters.add(self.counters.answered, "accounting-" + outcome)
-            return packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, secret, [])
+            reply = packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, secret, [])
+            self.counters.answer("accounting", outcome, began)
+            return reply
         except RaterError as exc:
-            self.counters.errors += 1
+            self.counters.fail(exc.code)
             log.error("worker %d: Accounting-Request from %s: %s", self.number, source, exc)
         except Exception:
             # One packet's failure never takes the worker down.
-            self.counters.errors += 1
+            self.counters.fail("INTERNAL")
             log.exception("worker %d: a packet from %s failed", self.number, source)
         return None
 
@@ -373,6 +406,14 @@ class Worker:
 
 # -- the supervisor
 
+def free_tcp_port(listen: str) -> int:
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((listen, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def free_port(listen: str) -> int:
     family = socket.AF_INET6 if ":" in listen else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as s:
@@ -392,9 +433,15 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
     if settings.acct_port == 0:
         settings = replace(settings, acct_port=free_port(settings.listen))
         overrides["radius.acct_port"] = str(settings.acct_port)
+    if settings.metrics_enabled and settings.metrics_port == 0:
+        settings = replace(settings, metrics_port=free_tcp_port(settings.listen))
     # Errors in the NAS entries are found before any worker starts.
     with Store(data_dir, settings.storage) as store:
         nas = NasTable.of(store, settings.nas)
+    metrics_dir = None
+    if settings.metrics_enabled:
+        metrics_dir = Path(tempfile.mkdtemp(prefix="rater-metrics-"))
+        metrics.prepare(metrics_dir)
     if not len(nas):
         log.warning("no NAS entries: every packet will be dropped (rater nas add ADDRESS "
                     "--secret S)")
@@ -438,15 +485,26 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
             raise RaterError(f"worker {number} did not start (port in use?)")
         return pid
 
+    http = None
     try:
         for n in range(1, settings.workers + 1):
             workers[start(n)] = n
+        if settings.metrics_enabled:
+            try:
+                http = metrics.serve_http(settings.listen, settings.metrics_port)
+            except OSError as exc:
+                raise RaterError(f"metrics port {settings.metrics_port}: {exc.strerror}",
+                                 hint="--metrics-port P, or metrics.enabled = false") from None
     except RaterError:
         _stop_all(workers)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         raise
+    shown = (f"; metrics http://{settings.listen}:{settings.metrics_port}/metrics"
+             if settings.metrics_enabled else "")
     print(f"rater serve: RADIUS auth {settings.listen}:{settings.auth_port}, acct "
           f"{settings.listen}:{settings.acct_port}; {settings.workers} workers; "
-          f"{len(nas)} NAS entries", flush=True)
+          f"{len(nas)} NAS entries{shown}", flush=True)
     while not stopping:
         if reload:
             reload = False
@@ -464,6 +522,8 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
             pid = 0
         if pid and pid in workers and not stopping:
             number = workers.pop(pid)
+            if metrics_dir is not None:
+                metrics.process_gone(pid)
             log.error("worker %d stopped (status %d); starting it again", number, status)
             try:
                 workers[start(number)] = number
@@ -471,6 +531,10 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
                 log.error("%s", exc)
         time.sleep(0.05)
     _stop_all(workers)
+    if http is not None:
+        http.shutdown()
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     print("rater serve: stopped", flush=True)
     return 0
 
