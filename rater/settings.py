@@ -22,7 +22,7 @@ from .errors import ConfigError
 
 NAS_KEYS = {"address": str, "secret": str, "name": str, "return_codes": dict}
 OUTCOMES = ("accepted", "unknown_account", "bad_password", "capacity", "no_balance",
-            "client_blocked", "no_rate")
+            "client_blocked", "no_rate", "call_ended")
 
 
 @cache

@@ -29,6 +29,8 @@ NAS address / Acct-Session-Id): a Stop sent twice bills once.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,14 +46,16 @@ from ..money import from_nano
 from ..numbers import normalise_number
 from ..store import Store
 
+log = logging.getLogger("rater.serve")
+
 #: Seconds between checks for changed clients, accounts and decks.
 REFRESH_EVERY = 0.5
 SOURCE = "radius"
 START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
 
 # A call in progress (g/ value, msgpack): what it reserved, for how long, when it stops
-# counting, whether it started, its NAS.
-C_AMOUNT, C_GRANTED, C_EXPIRES, C_STARTED, C_NAS = range(5)
+# counting, whether it started, its NAS, the number it was granted for.
+C_AMOUNT, C_GRANTED, C_EXPIRES, C_STARTED, C_NAS, C_NUMBER = range(6)
 # A client's calls in progress in sum (u/ value): how many, what they reserve, the
 # earliest instant one of them may lapse.
 S_COUNT, S_RESERVED, S_NEXT = range(3)
@@ -72,11 +76,22 @@ class Call:
     def key(self) -> bytes:
         """How the call is known: its Acct-Session-Id, else who calls whom from where."""
         if self.session_id:
-            return b"s" + self.nas.encode() + b"\0" + self.session_id.encode()
+            return _short(b"s" + self.nas.encode() + b"\0" + self.session_id.encode())
         return self.alternate_key()
 
     def alternate_key(self) -> bytes:
-        return b"k" + "\0".join((self.nas, self.user_name, self.calling, self.called)).encode()
+        return _short(b"k" + "\0".join((self.nas, self.user_name, self.calling,
+                                        self.called)).encode())
+
+    def cdr_id(self) -> str:
+        """The id of the CDR its Stop makes (source ``radius``)."""
+        return f"{self.nas}/{self.session_id}"
+
+
+def _short(key: bytes) -> bytes:
+    """A call key that fits LMDB's keys (511 bytes, with the space and client prefixes):
+    a long one by its SHA-256."""
+    return key if len(key) <= 200 else b"h" + hashlib.sha256(key).digest()
 
 
 @dataclass
@@ -253,7 +268,8 @@ class CallControl:
                     # The same call asking again (a retransmission): the same answer.
                     mine = msgpack.unpackb(raw)
                     summary = self._stored_summary(txn, p.client.id)
-                    if mine[C_EXPIRES] > now and summary is not None and now < summary[S_NEXT]:
+                    if (mine[C_EXPIRES] > now and mine[C_NUMBER] == p.digits
+                            and summary is not None and now < summary[S_NEXT]):
                         answers[k] = self._same_answer(txn, p, mine, summary[S_RESERVED])
         todo = [k for k, a in enumerate(answers) if a is None]
         if todo:
@@ -274,10 +290,18 @@ class CallControl:
 
     def _register_one(self, txn: Any, p: _Pending, now: int) -> Decision:
         client = p.client
+        if self._billed(txn, p.call):
+            # A late copy of the request of a call already stopped and billed.
+            return Decision("call_ended", "the call has ended")
         count, reserved, _ = self._summary(txn, client.id, now)
         raw = self.store.calls_up.get(txn, p.tag + p.key)
         if raw is not None:
-            return self._same_answer(txn, p, msgpack.unpackb(raw), reserved)
+            mine = msgpack.unpackb(raw)
+            if mine[C_NUMBER] == p.digits:
+                return self._same_answer(txn, p, mine, reserved)
+            # The same session asking for another number: decided again, from scratch.
+            self._remove(txn, p.tag + p.key, now)
+            count, reserved, _ = self._summary(txn, client.id, now)
         if client.capacity is not None and count >= client.capacity:
             return Decision("capacity", "too many calls in progress")
         credit = None
@@ -288,7 +312,7 @@ class CallControl:
         if seconds <= 0:
             return Decision("no_balance", "no balance", credit=credit,
                             currency=client.currency, prepaid=True)
-        record = [amount, seconds, now + seconds + self.grace, False, p.call.nas]
+        record = [amount, seconds, now + seconds + self.grace, False, p.call.nas, p.digits]
         self._add(txn, client.id, p.key, record, now)
         return Decision("accepted", "", seconds=seconds, credit=credit,
                         currency=client.currency, prepaid=p.prepaid, reserved=amount)
@@ -389,29 +413,46 @@ class CallControl:
         self.stats.count(self.stats.accounting, outcome)
         return outcome
 
-    def _find(self, txn: Any, call: Call) -> tuple[bytes, bytes] | None:
-        """The g/ key of a call in progress and its own key (by session id, else who)."""
+    def _find(self, txn: Any, call: Call, client: Client | None) -> tuple[bytes, bytes] | None:
+        """The g/ key of a call in progress and its own key (by session id, else who),
+        if it is ``client``'s (another client's call with the same key is not this one)."""
         for key in (call.key(), call.alternate_key()):
             owner = self.store.call_owner.get(txn, key)
-            if owner is not None:
+            if owner is not None and (client is None
+                                      or int.from_bytes(owner, "big") == client.id):
                 return bytes(owner) + key, key
         return None
 
-    def _keep(self, call: Call, status: int, now: int) -> str:
+    def _billed(self, txn: Any, call: Call) -> bool:
+        """Whether the call's Stop was billed already."""
+        if not call.session_id:
+            return False
+        key = (SOURCE + "\0" + call.cdr_id()).encode("utf-8", "surrogateescape")
+        return self.store.calls.get(txn, key) is not None
+
+    def _client(self, call: Call) -> Client | None:
         account, _ = self._index.find(call.nas, call.user_name, call.calling, call.called)
-        client = None
-        if account is not None:
-            client, why = self._index.client_of(account)
-            if why is not None:
-                client = None
+        if account is None:
+            return None
+        client, why = self._index.client_of(account)
+        return None if why is not None else client
+
+    def _keep(self, call: Call, status: int, now: int) -> str:
+        client = self._client(call)
 
         def apply(txn: Any) -> str:
-            found = self._find(txn, call)
+            if self._billed(txn, call):
+                # A Start or Interim that crossed its call's Stop: nothing to keep.
+                return "ended"
+            found = self._find(txn, call, client)
             if found is not None:
                 gkey, key = found
                 rec = msgpack.unpackb(self.store.calls_up.get(txn, gkey))
                 rec[C_STARTED] = True
-                rec[C_EXPIRES] = max(rec[C_EXPIRES], now + self.grace)
+                # The gateway counts the grant from the answer: the call may last that
+                # long from its Start.
+                last = now + (rec[C_GRANTED] if status == START else 0) + self.grace
+                rec[C_EXPIRES] = max(rec[C_EXPIRES], last)
                 if key != call.key():
                     # Registered at Accept without a session id: known by it from now on.
                     self.store.calls_up.delete(txn, gkey)
@@ -423,7 +464,7 @@ class CallControl:
             if client is None:
                 return "unknown-account"
             rec = [0, client.max_call_length, now + client.max_call_length + self.grace, True,
-                   call.nas]
+                   call.nas, ""]
             self._add(txn, client.id, call.key(), rec, now)
             return "started" if status == START else "updated"
 
@@ -435,16 +476,23 @@ class CallControl:
         end = event_time if event_time is not None else now
         start = connect_time if connect_time is not None else end - session_time
 
+        client = self._client(call)
+
         def release(txn: Any) -> None:
-            found = self._find(txn, call)
+            found = self._find(txn, call, client)
             if found is not None:
                 self._remove(txn, found[0], now)
 
-        summary = bill_call(self.store, self._pricer, SOURCE,
-                            f"{call.nas}/{call.session_id}", start, session_time, call.called,
+        summary = bill_call(self.store, self._pricer, SOURCE, call.cdr_id(), start,
+                            session_time, call.called,
                             ip=call.nas, username=call.user_name, ani=call.calling,
                             setup=setup_time, also=release)
-        if summary.already or summary.refused:
+        if summary.refused:
+            # The same session id with another duration or time: not billed twice, but
+            # said, in case it was another call.
+            log.warning("Stop of %s refused: %s", call.cdr_id(), "; ".join(summary.refused))
+            return "refused"
+        if summary.already:
             return "repeated"
         return "mismatched" if summary.mismatched else "billed"
 

@@ -57,6 +57,7 @@ _CALLED_STATION_ID = 30
 _CALLING_STATION_ID = 31
 _PROXY_STATE = 33
 _ACCT_STATUS_TYPE = 40
+_ACCT_DELAY_TIME = 41
 _ACCT_SESSION_ID = 44
 _ACCT_SESSION_TIME = 46
 _EVENT_TIMESTAMP = 55
@@ -70,7 +71,7 @@ _CISCO_AVPAIR = 1
 _KEPT = frozenset({
     _USER_NAME, _USER_PASSWORD, _NAS_IP_ADDRESS, _CALLED_STATION_ID, _CALLING_STATION_ID,
     _ACCT_STATUS_TYPE, _ACCT_SESSION_ID, _ACCT_SESSION_TIME, _EVENT_TIMESTAMP,
-    _NAS_IPV6_ADDRESS,
+    _NAS_IPV6_ADDRESS, _ACCT_DELAY_TIME,
 })
 
 _ZERO16 = bytes(16)
@@ -121,6 +122,8 @@ class Request:
     message_authenticator: bool
     proxy_state: list[bytes]
     cisco: dict[str, str]
+    #: Acct-Delay-Time: how long the NAS held an Accounting-Request before sending it.
+    delay_time: int | None = None
 
 
 @functools.cache
@@ -206,7 +209,7 @@ def decode(data: bytes, secret: bytes, require_message_authenticator: bool = Tru
             _check_message_authenticator(data, ma_at, _ZERO16, secret)
 
     user_name = password = calling = called = nas_ip = session_id = None
-    status_type = session_time = event_time = None
+    status_type = session_time = event_time = delay_time = None
     for kind, raw in kept.items():
         if kind == _USER_NAME:
             user_name = raw.decode("utf-8", "replace")
@@ -239,12 +242,14 @@ def decode(data: bytes, secret: bytes, require_message_authenticator: bool = Tru
                 status_type = number
             elif kind == _ACCT_SESSION_TIME:
                 session_time = number
+            elif kind == _ACCT_DELAY_TIME:
+                delay_time = number
             else:
                 event_time = number
 
     return Request(code, data[1], authenticator, user_name, password, calling, called, nas_ip,
                    session_id, status_type, session_time, event_time, ma_at >= 0, proxy_state,
-                   _cisco_attributes(vsas) if vsas else {})
+                   _cisco_attributes(vsas) if vsas else {}, delay_time)
 
 
 @functools.lru_cache(maxsize=4096)

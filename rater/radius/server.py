@@ -119,13 +119,19 @@ class GroupSync:
         self.interval = interval
         #: Commits made before this monotonic instant are on disk.
         self.synced = time.monotonic()
+        #: Why the disk refused a sync (the worker then stops, to be started again).
+        self.failed: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.sync()
+            try:
+                self.sync()
+            except Exception as exc:
+                self.failed = str(exc)
+                return
 
     def sync(self) -> None:
         began = time.monotonic()
@@ -135,7 +141,8 @@ class GroupSync:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.sync()
+        if self.failed is None:
+            self.sync()
 
 
 class Worker:
@@ -190,6 +197,7 @@ class Worker:
             os.write(ready, b"r")
             os.close(ready)
         last_check = time.monotonic()
+        parent = os.getppid()
         try:
             while not self._stop:
                 wait = 0.5 if not self._waiting or self.group is None else self.group.interval
@@ -206,11 +214,20 @@ class Worker:
                 if time.monotonic() - last_check >= 0.5:
                     last_check = time.monotonic()
                     self._keep_up()
+                    if os.getppid() != parent:
+                        # The supervisor is gone: no worker serves unsupervised.
+                        log.error("worker %d: the supervisor is gone; stopping", self.number)
+                        self._stop = True
+                    if self.group is not None and self.group.failed is not None:
+                        raise RaterError(f"the disk refused a sync: {self.group.failed}")
         finally:
             if self.group is not None:
                 self.group.close()
             self._answer_synced()
             log.info("worker %d: %s", self.number, self.counters.line())
+            signal.set_wakeup_fd(-1)
+            os.close(wake_r)
+            os.close(wake_w)
             sel.close()
             self.auth.close()
             self.acct.close()
@@ -335,17 +352,7 @@ class Worker:
         began = time.perf_counter() if began is None else began
         read = [self._read(data, source, True) for data, source in packets]
         good = [r for r in read if r is not None]
-        try:
-            decisions = self.control.authorize_many([call for _, call, _ in good])
-        except RaterError as exc:
-            self.counters.fail(exc.code, len(good))
-            log.error("worker %d: Access-Requests: %s", self.number, exc)
-            return [None] * len(packets)
-        except Exception:
-            # One batch's failure never takes the worker down.
-            self.counters.fail("INTERNAL", len(good))
-            log.exception("worker %d: Access-Requests failed", self.number)
-            return [None] * len(packets)
+        decisions = self._decide([call for _, call, _ in good])
         replies: list[bytes | None] = []
         answers = iter(zip(good, decisions, strict=True))
         for r in read:
@@ -353,10 +360,48 @@ class Worker:
                 replies.append(None)
                 continue
             (req, _, nas), decision = next(answers)
+            if decision is None:
+                replies.append(None)
+                continue
             code, attrs = self.access_reply(decision, nas)
-            replies.append(packet.encode_reply(req, code, nas.secret.encode(), attrs))
+            try:
+                replies.append(packet.encode_reply(req, code, nas.secret.encode(), attrs))
+            except ValueError as exc:
+                # Too long once its Proxy-States are copied back: dropped, like the request.
+                self.counters.drop("oversized")
+                log.debug("reply to %s not sent: %s", r[1].nas, exc)
+                replies.append(None)
+                continue
             self.counters.answer("access", decision.outcome, began)
         return replies
+
+    def _decide(self, calls: list[Call]) -> list[Decision | None]:
+        """Decisions for calls, together; if that fails, one by one, so one call that
+        cannot be decided (None) does not cost the others their answer."""
+        try:
+            return list(self.control.authorize_many(calls))
+        except Exception:
+            if len(calls) == 1:
+                self._failed("Access-Request")
+                return [None]
+        out: list[Decision | None] = []
+        for call in calls:
+            try:
+                out.append(self.control.authorize(call))
+            except Exception:
+                self._failed("Access-Request")
+                out.append(None)
+        return out
+
+    def _failed(self, what: str) -> None:
+        """Count and log the exception being handled (a worker never stops for one)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, RaterError):
+            self.counters.fail(exc.code)
+            log.error("worker %d: %s: %s", self.number, what, exc)
+        else:
+            self.counters.fail("INTERNAL")
+            log.exception("worker %d: %s failed", self.number, what)
 
     def handle(self, data: bytes, source: str, auth: bool) -> bytes | None:
         """The reply to one packet from ``source`` (None: dropped)."""
@@ -373,20 +418,24 @@ class Worker:
                 self.counters.drop("malformed")
                 return None
             outcome = self.control.account(
-                call, req.status_type, req.session_time or 0, req.event_time,
+                call, req.status_type, req.session_time or 0,
+                # Without an Event-Timestamp, the Stop happened when it was sent, which
+                # is Acct-Delay-Time before it arrived (RFC 2866 5.2).
+                req.event_time if req.event_time is not None
+                else int(time.time()) - (req.delay_time or 0),
                 cisco_time(req.cisco.get("h323-connect-time")),
                 cisco_time(req.cisco.get("h323-setup-time")))
-            reply = packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, secret, [])
-            self.counters.answer("accounting", outcome, began)
-            return reply
-        except RaterError as exc:
-            self.counters.fail(exc.code)
-            log.error("worker %d: Accounting-Request from %s: %s", self.number, source, exc)
         except Exception:
-            # One packet's failure never takes the worker down.
-            self.counters.fail("INTERNAL")
-            log.exception("worker %d: a packet from %s failed", self.number, source)
-        return None
+            self._failed(f"Accounting-Request from {source}")
+            return None
+        try:
+            reply = packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, secret, [])
+        except ValueError as exc:
+            self.counters.drop("oversized")
+            log.debug("reply to %s not sent: %s", source, exc)
+            return None
+        self.counters.answer("accounting", outcome, began)
+        return reply
 
     def access_reply(self, d: Decision, nas: NasEntry) -> tuple[int, list[tuple[str, str | int]]]:
         codes = {**self.settings.return_codes, **nas.return_codes}
@@ -460,17 +509,23 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_reload)
     workers: dict[int, int] = {}
+    # What a worker started now runs with: the settings last loaded (SIGHUP), with the
+    # address, ports and storage it started with.
+    current = settings
+    http: Any = None
 
     def start(number: int) -> int:
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
+            if http is not None:
+                http.socket.close()            # the supervisor's, not the worker's
             status = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                Worker(settings, data_dir, config_path, overrides, number).run(ready_w)
+                Worker(current, data_dir, config_path, overrides, number).run(ready_w)
             except BaseException as exc:
                 log.error("worker %d: %s", number, exc)
                 status = 1
@@ -482,10 +537,12 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
         ok = _wait_ready(ready_r)
         os.close(ready_r)
         if not ok:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
             raise RaterError(f"worker {number} did not start (port in use?)")
         return pid
 
-    http = None
     try:
         for n in range(1, settings.workers + 1):
             workers[start(n)] = n
@@ -505,14 +562,22 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
     print(f"rater serve: RADIUS auth {settings.listen}:{settings.auth_port}, acct "
           f"{settings.listen}:{settings.acct_port}; {settings.workers} workers; "
           f"{len(nas)} NAS entries{shown}", flush=True)
+    # Workers that stopped and could not be started again: when to try next, and the wait.
+    missing: dict[int, tuple[float, float]] = {}
     while not stopping:
         if reload:
             reload = False
             try:
-                load(config_path, overrides)
+                loaded = load(config_path, overrides)
             except ConfigError as exc:
                 log.error("config not reloaded: %s", exc)
             else:
+                current = replace(loaded, listen=current.listen, workers=current.workers,
+                                  auth_port=current.auth_port, acct_port=current.acct_port,
+                                  storage=current.storage,
+                                  sync_interval_ms=current.sync_interval_ms,
+                                  metrics_enabled=current.metrics_enabled,
+                                  metrics_port=current.metrics_port)
                 for pid in workers:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGHUP)
@@ -525,10 +590,15 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
             if metrics_dir is not None:
                 metrics.process_gone(pid)
             log.error("worker %d stopped (status %d); starting it again", number, status)
-            try:
-                workers[start(number)] = number
-            except RaterError as exc:
-                log.error("%s", exc)
+            missing[number] = (time.monotonic(), 1.0)
+        for number, (due, wait) in list(missing.items()):
+            if time.monotonic() >= due and not stopping:
+                try:
+                    workers[start(number)] = number
+                    del missing[number]
+                except RaterError as exc:
+                    log.error("%s; trying again in %.0f s", exc, wait)
+                    missing[number] = (time.monotonic() + wait, min(wait * 2, 30.0))
         time.sleep(0.05)
     _stop_all(workers)
     if http is not None:
