@@ -488,6 +488,13 @@ class Pricer:
                 d.close()
         self._decks.clear()
 
+    def renew(self) -> None:
+        """Each open deck on its newest version, in a new read snapshot (a long-lived
+        pricer does this now and then, so LMDB can reuse the pages freed since)."""
+        for d in self._decks.values():
+            if d is not None:
+                d.refresh(renew=True)
+
     def __enter__(self) -> Pricer:
         return self
 

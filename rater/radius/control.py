@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -138,24 +138,12 @@ class _Pending:
         return self.client.mode == "prepaid"
 
 
-@dataclass
-class Stats:
-    """What a worker decided, by outcome (for logs and metrics)."""
-
-    decisions: dict[str, int] = field(default_factory=dict)
-    accounting: dict[str, int] = field(default_factory=dict)
-
-    def count(self, table: dict[str, int], key: str) -> None:
-        table[key] = table.get(key, 0) + 1
-
-
 class CallControl:
     """Authorization and accounting over one store (one per worker process)."""
 
     def __init__(self, store: Store, reservation_grace: int = 120) -> None:
         self.store = store
         self.grace = reservation_grace
-        self.stats = Stats()
         self._index = AccountIndex(store)
         self._pricer = Pricer(store, self._index)
         self._checked = time.monotonic()
@@ -176,10 +164,7 @@ class CallControl:
             self._index = AccountIndex(self.store)
             self._pricer = Pricer(self.store, self._index)
         else:
-            for table in list(self._pricer._decks):
-                deck = self._pricer._decks[table]
-                if deck is not None:
-                    deck.refresh(renew=True)
+            self._pricer.renew()
 
     # -- authorization
 
@@ -204,10 +189,7 @@ class CallControl:
             for (k, _), d in zip(waiting, self._register([p for _, p in waiting], now),
                                  strict=True):
                 decisions[k] = d
-        out = [d for d in decisions if d is not None]
-        for d in out:
-            self.stats.count(self.stats.decisions, d.outcome)
-        return out
+        return [d for d in decisions if d is not None]
 
     def _check(self, call: Call, now: int) -> Decision | _Pending:
         """Everything but capacity and money: a decision, or what registering needs."""
@@ -410,7 +392,6 @@ class CallControl:
             outcome = self._nas_restarted(call.nas)
         else:
             outcome = "ignored"
-        self.stats.count(self.stats.accounting, outcome)
         return outcome
 
     def _find(self, txn: Any, call: Call, client: Client | None) -> tuple[bytes, bytes] | None:
