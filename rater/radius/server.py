@@ -60,6 +60,7 @@ class Counters:
     errors: int = 0
     #: The Prometheus side, when metrics are on.
     metrics: Metrics | None = None
+    _children: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -71,9 +72,15 @@ class Counters:
         self.answered[key] = self.answered.get(key, 0) + 1
         m = self.metrics
         if m is not None:
-            m.requests.labels("radius", method).inc()
-            m.latency.labels("radius", method).observe(time.perf_counter() - began)
-            (m.authorizations if method == "access" else m.accounting).labels(outcome).inc()
+            children = self._children.get(key)
+            if children is None:
+                # Looking a labelled child up costs more than counting with it.
+                children = self._children[key] = (
+                    m.requests.labels("radius", method), m.latency.labels("radius", method),
+                    (m.authorizations if method == "access" else m.accounting).labels(outcome))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - began)
+            children[2].inc()
 
     def fail(self, code: str, n: int = 1) -> None:
         self.errors += n
