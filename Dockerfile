@@ -4,7 +4,7 @@
 #
 #   docker build -t rater .
 #   docker run -v rater-data:/var/lib/rater -p 1812:1812/udp -p 1813:1813/udp \
-#       -p 9812:9812 rater
+#       -p 50051:50051 -p 9812:9812 rater
 #
 # Data (decks, clients, the journal) lives in the volume /var/lib/rater; run the
 # other commands in the same container or against the same volume, e.g.
@@ -34,8 +34,8 @@ WORKDIR /var/lib/rater
 ENV RATER_DATA=/var/lib/rater/data \
     PYTHONUNBUFFERED=1
 VOLUME ["/var/lib/rater"]
-# RADIUS authorization and accounting, Prometheus metrics.
-EXPOSE 1812/udp 1813/udp 9812/tcp
+# RADIUS authorization and accounting, gRPC, Prometheus metrics.
+EXPOSE 1812/udp 1813/udp 50051/tcp 9812/tcp
 HEALTHCHECK --interval=30s --timeout=3s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9812/metrics', timeout=2)"]
 # SIGTERM (docker stop) stops the workers after the packets in hand.

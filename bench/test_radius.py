@@ -226,7 +226,8 @@ def rater_serve(world: Path) -> Iterator[Running]:
     log = world / f"rater-{auth}.log"
     proc = _start([sys.executable, "-m", "rater.cli", "--data", str(world / "data"), "serve",
                    "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
-                   "--radius-acct-port", str(acct), "--workers", "2", "--metrics-port", "0"],
+                   "--radius-acct-port", str(acct), "--workers", "2", "--metrics-port", "0",
+                   "--grpc-port", "0"],
                   log,
                   "rater serve: RADIUS")
     found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)

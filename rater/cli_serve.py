@@ -23,7 +23,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     for flag, key in (("listen", "serve.listen"), ("workers", "serve.workers"),
                       ("radius_auth_port", "radius.auth_port"),
                       ("radius_acct_port", "radius.acct_port"),
-                      ("metrics_port", "metrics.port")):
+                      ("metrics_port", "metrics.port"), ("grpc_port", "grpc.port")):
         value = getattr(args, flag, None)
         if value is not None:
             out[key] = json.dumps(value)
@@ -91,7 +91,8 @@ def add_commands(sub: Any, command: Any) -> None:
         sp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override any setting (repeatable)")
 
-    sp = command(sub, "serve", cmd_serve, "run the RADIUS agent (until SIGTERM)")
+    sp = command(sub, "serve", cmd_serve, "run the RADIUS and gRPC agents and the metrics "
+                                          "endpoint (until SIGTERM)")
     sp.add_argument("--config", metavar="FILE", help="TOML settings (rater config show "
                                                      "--defaults lists them all)")
     sp.add_argument("--workers", type=int, help="worker processes (default 2)")
@@ -100,6 +101,7 @@ def add_commands(sub: Any, command: Any) -> None:
     sp.add_argument("--radius-acct-port", type=int, metavar="P", help="default 1813")
     sp.add_argument("--metrics-port", type=int, metavar="P",
                     help="Prometheus /metrics (default 9812)")
+    sp.add_argument("--grpc-port", type=int, metavar="P", help="gRPC (default 50051)")
     config_options(sp)
 
     config = sub.add_parser("config", help="the serve configuration").add_subparsers(

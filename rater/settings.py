@@ -61,6 +61,10 @@ class Settings:
     sync_interval_ms: int
     metrics_enabled: bool
     metrics_port: int
+    grpc_enabled: bool
+    grpc_port: int
+    grpc_threads: int
+    grpc_grace: int
     nas: tuple[NasEntry, ...]
     #: The merged tree, as ``rater config show`` prints it.
     tree: dict[str, Any]
@@ -180,7 +184,7 @@ def load(path: str | Path | None = None, overrides: dict[str, str] | None = None
 
 def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
     serve, radius, storage = tree["serve"], tree["radius"], tree["storage"]
-    metrics = tree["metrics"]
+    metrics, rpc = tree["metrics"], tree["grpc"]
     try:
         ipaddress.ip_address(serve["listen"])
     except ValueError:
@@ -193,6 +197,14 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
             raise ConfigError(f"radius.{key} = {radius[key]}: a port 0..65535 expected")
     if radius["auth_port"] == radius["acct_port"] and radius["auth_port"]:
         raise ConfigError("radius.auth_port and radius.acct_port must differ")
+    if not 0 <= rpc["port"] <= 65535:
+        raise ConfigError(f"grpc.port = {rpc['port']}: a port 0..65535 expected")
+    if not 1 <= rpc["threads"] <= 256:
+        raise ConfigError(f"grpc.threads = {rpc['threads']}: 1 to 256")
+    if not 0 <= rpc["grace_seconds"] <= 600:
+        raise ConfigError(f"grpc.grace_seconds = {rpc['grace_seconds']}: 0 to 600")
+    if rpc["enabled"] and metrics["enabled"] and rpc["port"] and rpc["port"] == metrics["port"]:
+        raise ConfigError("grpc.port and metrics.port must differ")
     if not 0 <= metrics["port"] <= 65535:
         raise ConfigError(f"metrics.port = {metrics['port']}: a port 0..65535 expected")
     if metrics["enabled"] and metrics["port"] and metrics["port"] in (radius["auth_port"],
@@ -215,5 +227,7 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
                     reservation_grace=radius["reservation_grace"],
                     return_codes=dict(radius["return_codes"]), storage=stored,
                     sync_interval_ms=storage["sync_interval_ms"],
-                    metrics_enabled=metrics["enabled"], metrics_port=metrics["port"], nas=nas,
+                    metrics_enabled=metrics["enabled"], metrics_port=metrics["port"],
+                    grpc_enabled=rpc["enabled"], grpc_port=rpc["port"],
+                    grpc_threads=rpc["threads"], grpc_grace=rpc["grace_seconds"], nas=nas,
                     tree=tree)

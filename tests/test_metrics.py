@@ -110,7 +110,8 @@ def test_metrics_can_be_turned_off(data: Path, tmp_path: Path) -> None:
     auth, acct = free_ports(2)
     proc = subprocess.Popen([*RATER, "--data", str(data), "serve", "--config", str(config),
                              "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
-                             "--radius-acct-port", str(acct)], stdout=subprocess.PIPE,
+                             "--radius-acct-port", str(acct), "--grpc-port", "0"],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -194,7 +194,7 @@ def make_worker(tmp_path: Path) -> Worker:
     populate(data)
     settings = load(config(tmp_path / "serve.toml"), {
         "serve.listen": '"127.0.0.1"', "radius.auth_port": "0", "radius.acct_port": "0",
-        "storage.sync": "false", "metrics.enabled": "false"})
+        "storage.sync": "false", "metrics.enabled": "false", "grpc.enabled": "false"})
     return Worker(settings, data, None, {}, 1)
 
 
@@ -319,7 +319,7 @@ def start_serve(data: Path, cfg: Path, workers: int) -> tuple[subprocess.Popen[s
     proc = subprocess.Popen([sys.executable, "-m", "rater.cli", "--data", str(data), "serve",
                              "--config", str(cfg), "--workers", str(workers),
                              "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
-                             "--radius-acct-port", str(acct)],
+                             "--radius-acct-port", str(acct), "--grpc-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -81,6 +81,8 @@ class Server:
     proc: subprocess.Popen[str]
     config: Path
     metrics: str
+    #: The line it printed once listening.
+    ready: str = ""
     log: str = ""
 
     def stop(self) -> str:
@@ -127,7 +129,8 @@ def start(data: Path, config: Path, *extra: str) -> Server:
     auth, acct = free_ports(2)
     proc = subprocess.Popen([*RATER, "--data", str(data), "serve", "--config", str(config),
                              "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
-                             "--radius-acct-port", str(acct), "--metrics-port", "0", *extra],
+                             "--radius-acct-port", str(acct), "--metrics-port", "0",
+                             "--grpc-port", "0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -136,7 +139,7 @@ def start(data: Path, config: Path, *extra: str) -> Server:
         raise AssertionError(f"serve did not start: {line!r} {proc.stderr.read()}")
     found = re.search(r"metrics (http://\S+/metrics)", line)
     assert found, line
-    return Server(data, auth, acct, proc, config, found.group(1))
+    return Server(data, auth, acct, proc, config, found.group(1), ready=line)
 
 
 @pytest.fixture(scope="module")

@@ -46,5 +46,6 @@ def test_the_dockerfile_serves_as_the_defaults_say() -> None:
     assert f"{defaults['radius']['auth_port']}/udp" in exposed
     assert f"{defaults['radius']['acct_port']}/udp" in exposed
     assert f"{defaults['metrics']['port']}/tcp" in exposed
+    assert f"{defaults['grpc']['port']}/tcp" in exposed
     assert 'ENTRYPOINT ["rater", "serve"]' in lines
     assert f":{defaults['metrics']['port']}/metrics" in text

@@ -176,6 +176,13 @@ class Worker:
         self._reload = False
         self.auth = self._bind(settings.auth_port)
         self.acct = self._bind(settings.acct_port)
+        self.grpc: Any = None
+        if settings.grpc_enabled:
+            # Imported here: gRPC must not be set up in the supervisor before it forks.
+            from ..rpc import GrpcAgent
+
+            self.grpc = GrpcAgent(self.store, settings.listen, settings.grpc_port,
+                                  settings.grpc_threads, settings.grpc_grace)
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.settings.listen else socket.AF_INET
@@ -200,6 +207,8 @@ class Worker:
         sel.register(self.auth, selectors.EVENT_READ, True)
         sel.register(self.acct, selectors.EVENT_READ, False)
         sel.register(wake_r, selectors.EVENT_READ, None)
+        if self.grpc is not None:
+            self.grpc.start()
         if ready is not None:
             os.write(ready, b"r")
             os.close(ready)
@@ -228,6 +237,8 @@ class Worker:
                     if self.group is not None and self.group.failed is not None:
                         raise RaterError(f"the disk refused a sync: {self.group.failed}")
         finally:
+            if self.grpc is not None:
+                self.grpc.stop()
             if self.group is not None:
                 self.group.close()
             self._answer_synced()
@@ -491,6 +502,9 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
         overrides["radius.acct_port"] = str(settings.acct_port)
     if settings.metrics_enabled and settings.metrics_port == 0:
         settings = replace(settings, metrics_port=free_tcp_port(settings.listen))
+    if settings.grpc_enabled and settings.grpc_port == 0:
+        settings = replace(settings, grpc_port=free_tcp_port(settings.listen))
+        overrides["grpc.port"] = str(settings.grpc_port)
     # Errors in the NAS entries are found before any worker starts.
     with Store(data_dir, settings.storage) as store:
         nas = NasTable.of(store, settings.nas)
@@ -564,8 +578,9 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         raise
-    shown = (f"; metrics http://{settings.listen}:{settings.metrics_port}/metrics"
-             if settings.metrics_enabled else "")
+    shown = (f"; gRPC {settings.listen}:{settings.grpc_port}" if settings.grpc_enabled else "")
+    shown += (f"; metrics http://{settings.listen}:{settings.metrics_port}/metrics"
+              if settings.metrics_enabled else "")
     print(f"rater serve: RADIUS auth {settings.listen}:{settings.auth_port}, acct "
           f"{settings.listen}:{settings.acct_port}; {settings.workers} workers; "
           f"{len(nas)} NAS entries{shown}", flush=True)
@@ -584,7 +599,9 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
                                   storage=current.storage,
                                   sync_interval_ms=current.sync_interval_ms,
                                   metrics_enabled=current.metrics_enabled,
-                                  metrics_port=current.metrics_port)
+                                  metrics_port=current.metrics_port,
+                                  grpc_enabled=current.grpc_enabled,
+                                  grpc_port=current.grpc_port)
                 for pid in workers:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGHUP)

@@ -1,0 +1,195 @@
+"""The gRPC agent of ``rater serve``: ``rater.v1.RatingService``, health and reflection.
+
+Each worker process serves gRPC on the same port (SO_REUSEPORT, as RADIUS),
+from its own threads, with its own LMDB environment. The standard health
+service says SERVING once the store is open and the server listens, and
+NOT_SERVING first when the worker stops (then calls in flight get
+``grpc.grace_seconds`` to finish).
+
+Errors map to status codes through :data:`STATUS`, one entry per error code
+rater has; a test checks it is complete. A known failure is never UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .engine import Deck
+from .errors import InvalidArgument, RaterError, UnknownTable
+from .store import Store
+from .v1 import rating_pb2, rating_pb2_grpc
+
+Code = grpc.StatusCode
+
+#: The gRPC status of each rater error code.
+STATUS: dict[str, grpc.StatusCode] = {
+    "RATER_ERROR": Code.INTERNAL,
+    "INVALID_ARGUMENT": Code.INVALID_ARGUMENT,
+    "INVALID_NUMBER": Code.INVALID_ARGUMENT,
+    "INVALID_INSTANT": Code.INVALID_ARGUMENT,
+    "BAD_INPUT_FILE": Code.INVALID_ARGUMENT,
+    "BAD_DECK_FILE": Code.INVALID_ARGUMENT,
+    "BAD_CDR_FILE": Code.INVALID_ARGUMENT,
+    "UNKNOWN_TABLE": Code.NOT_FOUND,
+    "UNKNOWN_PROFILE": Code.NOT_FOUND,
+    "UNKNOWN_CLIENT": Code.NOT_FOUND,
+    "UNKNOWN_ACCOUNT": Code.NOT_FOUND,
+    "UNKNOWN_NAS": Code.NOT_FOUND,
+    "NO_RATE": Code.NOT_FOUND,
+    "CONFLICT": Code.ALREADY_EXISTS,
+    "REFUSED": Code.FAILED_PRECONDITION,
+    "CHECK_FAILED": Code.FAILED_PRECONDITION,
+    "BAD_CONFIG": Code.FAILED_PRECONDITION,
+    "FILE_ERROR": Code.FAILED_PRECONDITION,
+    "STORE_ERROR": Code.UNAVAILABLE,
+    "STORE_FULL": Code.RESOURCE_EXHAUSTED,
+    "BAD_DECK_FORMAT": Code.DATA_LOSS,
+}
+SERVICES = (rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,)
+#: Seconds between renewals of the open decks' snapshots (new versions are seen then).
+RENEW_EVERY = 0.5
+
+
+def status_of(exc: RaterError) -> grpc.StatusCode:
+    return STATUS.get(exc.code, Code.INTERNAL)
+
+
+class _Decks:
+    """The decks a worker has opened, shared by its gRPC threads."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._decks: dict[str, Deck] = {}
+        self._lock = threading.Lock()
+        self._renewed = time.monotonic()
+
+    def get(self, table: str) -> Deck:
+        with self._lock:
+            if time.monotonic() - self._renewed >= RENEW_EVERY:
+                self._renewed = time.monotonic()
+                for name, deck in list(self._decks.items()):
+                    try:
+                        deck.refresh(renew=True)
+                    except UnknownTable:
+                        deck.close()
+                        del self._decks[name]
+            found = self._decks.get(table)
+            if found is None:
+                found = self._decks[table] = Deck(self.store, table)
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            for deck in self._decks.values():
+                deck.close()
+            self._decks.clear()
+
+
+class RatingService(rating_pb2_grpc.RatingServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self.decks = _Decks(store)
+
+    def _deck(self, table: str) -> Deck:
+        if not table:
+            raise InvalidArgument("table: empty")
+        return self.decks.get(table)
+
+    def Rate(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            if not request.number.strip():
+                raise InvalidArgument("number: empty")
+            if request.duration_seconds < 0:
+                raise InvalidArgument("duration_seconds: negative")
+            deck = self._deck(request.table)
+            start = request.start.seconds if request.HasField("start") else None
+            try:
+                rated = deck.rate(request.number, start, request.duration_seconds,
+                                  request.tech_prefix)
+            except InvalidArgument as exc:
+                if exc.code == "INVALID_NUMBER":
+                    raise InvalidArgument(f"number: {exc.message}") from None
+                raise
+            return rating_pb2.RateReply(cost=str(rated.cost), currency=rated.currency,
+                                        prefix=rated.prefix, destination=rated.destination,
+                                        billed_seconds=rated.billed_seconds,
+                                        table=rated.table)
+        except RaterError as exc:
+            context.abort(status_of(exc), exc.message)
+            raise   # abort raises; this keeps the type checker sure of it
+
+    def RateStream(self, request_iterator: Iterator[Any],
+                   context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            for batch in request_iterator:
+                yield self._rate_batch(batch)
+        except RaterError as exc:
+            context.abort(status_of(exc), exc.message)
+
+    def _rate_batch(self, batch: Any) -> Any:
+        n = len(batch.numbers)
+        if len(batch.starts) != n or len(batch.durations) != n:
+            raise InvalidArgument(f"batch {batch.batch_id}: {n} numbers, {len(batch.starts)} "
+                                  f"starts and {len(batch.durations)} durations")
+        deck = self._deck(batch.table)
+        numbers = np.array([s.encode() for s in batch.numbers], dtype="S") if n else \
+            np.zeros(0, "S1")
+        starts = np.fromiter(batch.starts, np.int64, n)
+        durations = np.fromiter(batch.durations, np.int64, n)
+        if n and int(durations.min()) < 0:
+            raise InvalidArgument(f"batch {batch.batch_id}: durations: a negative duration")
+        result = deck.rate_batch(numbers, starts, durations)
+        names, dest_of, _ = deck.row_facts()
+        rows = result.row
+        found = rows >= 0
+        used = np.unique(dest_of[rows[found]]) if n else np.zeros(0, np.int64)
+        index = np.full(len(names), -1, np.int32)
+        index[used] = np.arange(len(used), dtype=np.int32)
+        destinations = np.full(n, -1, np.int32)
+        destinations[found] = index[dest_of[rows[found]]]
+        return rating_pb2.RateBatchReply(
+            batch_id=batch.batch_id, currency=deck.currency,
+            cost_nanos=result.cost_nanos.tolist(),
+            billed_seconds=result.billed_seconds.tolist(),
+            prefix_lengths=result.prefix_len.tolist(), destinations=destinations.tolist(),
+            destination_names=[names[i] for i in used.tolist()])
+
+
+class GrpcAgent:
+    """A worker's gRPC server: rating, health, reflection."""
+
+    def __init__(self, store: Store, listen: str, port: int, threads: int = 8,
+                 grace: float = 5.0) -> None:
+        self.grace = grace
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
+                                  options=[("grpc.so_reuseport", 1)])
+        self.rating = RatingService(store)
+        rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            self.rating, self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        host = f"[{listen}]" if ":" in listen else listen
+        if not self.server.add_insecure_port(f"{host}:{port}"):
+            raise RaterError(f"gRPC port {port} on {listen} cannot be bound")
+
+    def start(self) -> None:
+        self.server.start()
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self) -> None:
+        """NOT_SERVING first, then the calls in flight get the grace period."""
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(self.grace).wait()
+        self.rating.decks.close()

@@ -1,0 +1,156 @@
+"""The gRPC agent of ``rater serve`` over real gRPC on 127.0.0.1: RatingService,
+health, reflection, and the table of error statuses."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import ROOT, write
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from test_radius_serve import Server, ensure_radclient, populate, start
+
+from rater import errors
+from rater.cli import EXIT_CODES
+from rater.engine import Deck
+from rater.rpc import STATUS
+from rater.store import Store
+from rater.v1 import rating_pb2, rating_pb2_grpc
+
+T0 = 1_795_000_000
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    ensure_radclient()
+    root = tmp_path_factory.mktemp("grpc")
+    populate(root / "data")
+    server = start(root / "data", write(root / "serve.toml", ""), "--workers", "2")
+    yield server
+    server.stop()
+
+
+def address(server: Server) -> str:
+    found = re.search(r"gRPC (\S+?);", server.ready)
+    assert found, server.ready
+    return found.group(1)
+
+
+@pytest.fixture
+def rating(served: Server) -> rating_pb2_grpc.RatingServiceStub:
+    channel = grpc.insecure_channel(address(served))
+    yield rating_pb2_grpc.RatingServiceStub(channel)
+    channel.close()
+
+
+def expected(data: Path, number: str, at: int, seconds: int) -> tuple[Decimal, str, str, int]:
+    store = Store(data)
+    try:
+        with Deck(store, "T") as deck:
+            r = deck.rate(number, at, seconds)
+            return r.cost, r.prefix, r.destination, r.billed_seconds
+    finally:
+        store.close()
+
+
+def test_rate_prices_as_the_engine_does(rating: rating_pb2_grpc.RatingServiceStub,
+                                        served: Server) -> None:
+    reply = rating.Rate(rating_pb2.RateRequest(table="T", number="442079460000",
+                                               start=Timestamp(seconds=T0),
+                                               duration_seconds=61), timeout=5)
+    cost, prefix, destination, billed = expected(served.data, "442079460000", T0, 61)
+    assert (Decimal(reply.cost), reply.currency, reply.prefix, reply.destination,
+            reply.billed_seconds, reply.table) == (cost, "USD", prefix, destination, billed,
+                                                   "T")
+    assert Decimal(reply.cost) == Decimal("0.0203")   # 61 s at 0.02 a minute, 1/1
+
+
+@pytest.mark.parametrize(("request_", "status", "said"), [
+    (rating_pb2.RateRequest(table="T", number="", duration_seconds=60),
+     grpc.StatusCode.INVALID_ARGUMENT, "number: empty"),
+    (rating_pb2.RateRequest(table="T", number="44x", duration_seconds=60),
+     grpc.StatusCode.INVALID_ARGUMENT, "number:"),
+    (rating_pb2.RateRequest(table="T", number="44", duration_seconds=-1),
+     grpc.StatusCode.INVALID_ARGUMENT, "duration_seconds: negative"),
+    (rating_pb2.RateRequest(table="", number="44", duration_seconds=1),
+     grpc.StatusCode.INVALID_ARGUMENT, "table: empty"),
+    (rating_pb2.RateRequest(table="nope", number="44", duration_seconds=1),
+     grpc.StatusCode.NOT_FOUND, "no rate table named 'nope'"),
+    (rating_pb2.RateRequest(table="T", number="999", duration_seconds=1),
+     grpc.StatusCode.NOT_FOUND, "no rate for 999"),
+])
+def test_rate_errors_have_their_status_and_name_the_field(
+        rating: rating_pb2_grpc.RatingServiceStub, request_: rating_pb2.RateRequest,
+        status: grpc.StatusCode, said: str) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        rating.Rate(request_, timeout=5)
+    assert caught.value.code() == status
+    assert said in caught.value.details()
+
+
+def test_rate_stream_answers_each_batch_in_order(rating: rating_pb2_grpc.RatingServiceStub,
+                                                 served: Server) -> None:
+    numbers = ["442079460000", "15551234567", "999", "4420794"]
+    batches = [rating_pb2.RateBatch(table="T", numbers=numbers, starts=[T0] * 4,
+                                    durations=[61, 61, 61, 0], batch_id=k) for k in (7, 8)]
+    replies = list(rating.RateStream(iter(batches), timeout=10))
+    assert [r.batch_id for r in replies] == [7, 8]
+    r = replies[0]
+    assert r.currency == "USD" and len(r.cost_nanos) == 4
+    for i, (number, seconds) in enumerate(zip(numbers, [61, 61, 61, 0], strict=True)):
+        if number == "999":
+            assert (r.cost_nanos[i], r.destinations[i]) == (-1, -1)
+            continue
+        cost, prefix, destination, billed = expected(served.data, number, T0, seconds)
+        assert Decimal(r.cost_nanos[i]) / 10**9 == cost
+        assert r.billed_seconds[i] == billed
+        assert number[:r.prefix_lengths[i]] == prefix
+        assert r.destination_names[r.destinations[i]] == destination
+
+
+def test_rate_stream_refuses_a_ragged_batch(rating: rating_pb2_grpc.RatingServiceStub) -> None:
+    bad = rating_pb2.RateBatch(table="T", numbers=["44", "1"], starts=[T0], durations=[1, 1],
+                               batch_id=3)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(rating.RateStream(iter([bad]), timeout=5))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "batch 3: 2 numbers, 1 starts" in caught.value.details()
+
+
+def test_health_says_serving_and_reflection_lists_the_services(served: Server) -> None:
+    with grpc.insecure_channel(address(served)) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "rater.v1.RatingService"):
+            got = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert got.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        names = {s.name for a in answers for s in a.list_services_response.service}
+    assert {"rater.v1.RatingService", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_every_error_code_has_a_status() -> None:
+    codes = {cls.code for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.RaterError)}
+    assert codes == set(STATUS) == set(EXIT_CODES)
+    assert grpc.StatusCode.UNKNOWN not in STATUS.values()
+    assert grpc.StatusCode.OK not in STATUS.values()
+
+
+def test_the_generated_code_is_that_of_the_protos(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}",
+                    f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
+                    f"--grpc_python_out={tmp_path}", "rater/v1/rating.proto"], check=True,
+                   cwd=ROOT)
+    for name in ("rating_pb2.py", "rating_pb2.pyi", "rating_pb2_grpc.py"):
+        assert (tmp_path / "rater" / "v1" / name).read_text() == (
+            ROOT / "rater" / "v1" / name).read_text(), name
