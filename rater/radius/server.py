@@ -117,9 +117,10 @@ def cisco_time(text: str | None) -> int | None:
 
 
 class GroupSync:
-    """fsync of the LMDB environment every ``interval`` seconds, in a thread: commits
-    return at once, and whoever must wait for the disk asks whether a commit made at a
-    given moment is synced yet."""
+    """fsync of the LMDB environment in a thread, at most every ``interval`` seconds and
+    only after commits: they return at once, and whoever must wait for the disk asks
+    whether a commit made at a given moment is synced yet. Idle, the thread sleeps (it
+    would otherwise take the GIL from the gRPC threads every interval)."""
 
     def __init__(self, store: Store, interval: float) -> None:
         self.store = store
@@ -129,11 +130,20 @@ class GroupSync:
         #: Why the disk refused a sync (the worker then stops, to be started again).
         self.failed: str | None = None
         self._stop = threading.Event()
+        self._wanted = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
         self._thread.start()
 
+    def request(self) -> None:
+        """Commits were made: sync them soon."""
+        self._wanted.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._wanted.wait()
+            if self._stop.wait(self.interval):
+                return
+            self._wanted.clear()
             try:
                 self.sync()
             except Exception as exc:
@@ -147,6 +157,7 @@ class GroupSync:
 
     def close(self) -> None:
         self._stop.set()
+        self._wanted.set()
         self._thread.join()
         if self.failed is None:
             self.sync()
@@ -281,6 +292,8 @@ class Worker:
             replies = self.handle_access([(data, addr[0]) for data, addr in batch], began)
         else:
             replies = [self.handle(data, addr[0], False) for data, addr in batch]
+        if self.group is not None:
+            self.group.request()
         for (_, addr), reply in zip(batch, replies, strict=True):
             if reply is None:
                 continue
