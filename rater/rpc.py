@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .engine import Deck
 from .errors import InvalidArgument, RaterError, UnknownTable
+from .radius.control import START, STOP, Call, CallControl
 from .store import Store
 from .v1 import rating_pb2, rating_pb2_grpc
 
@@ -53,6 +54,16 @@ STATUS: dict[str, grpc.StatusCode] = {
     "STORE_ERROR": Code.UNAVAILABLE,
     "STORE_FULL": Code.RESOURCE_EXHAUSTED,
     "BAD_DECK_FORMAT": Code.DATA_LOSS,
+}
+#: The gRPC status of each reject of Authorize (an accepted call is a reply).
+REJECTS: dict[str, grpc.StatusCode] = {
+    "unknown_account": Code.NOT_FOUND,
+    "no_rate": Code.NOT_FOUND,
+    "bad_password": Code.UNAUTHENTICATED,
+    "client_blocked": Code.FAILED_PRECONDITION,
+    "no_balance": Code.FAILED_PRECONDITION,
+    "call_ended": Code.FAILED_PRECONDITION,
+    "capacity": Code.RESOURCE_EXHAUSTED,
 }
 SERVICES = (rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,)
 #: Seconds between renewals of the open decks' snapshots (new versions are seen then).
@@ -95,8 +106,14 @@ class _Decks:
 
 
 class RatingService(rating_pb2_grpc.RatingServiceServicer):
-    def __init__(self, store: Store) -> None:
+    """``control``: the worker's call control, shared with its RADIUS agent under
+    ``lock`` (None: Authorize and the accounting calls are not served)."""
+
+    def __init__(self, store: Store, control: CallControl | None = None,
+                 lock: threading.Lock | None = None) -> None:
         self.decks = _Decks(store)
+        self.control = control
+        self.lock = lock or threading.Lock()
 
     def _deck(self, table: str) -> Deck:
         if not table:
@@ -125,6 +142,54 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
         except RaterError as exc:
             context.abort(status_of(exc), exc.message)
             raise   # abort raises; this keeps the type checker sure of it
+
+    def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            call = self._call(request, password=request.password or None)
+            with self.lock:
+                d = self._control().authorize(call)
+        except RaterError as exc:
+            context.abort(status_of(exc), exc.message)
+            raise
+        if not d.accepted:
+            context.abort(REJECTS[d.outcome], f"{d.outcome}: {d.message}")
+        return rating_pb2.AuthorizeReply(seconds=d.seconds, credit=d.credit_text(),
+                                         currency=d.currency, prepaid=d.prepaid)
+
+    def StartCall(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._account(request, context, START)
+
+    def StopCall(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._account(request, context, STOP)
+
+    def _control(self) -> CallControl:
+        if self.control is None:
+            raise RaterError("call control is not served here")
+        return self.control
+
+    def _call(self, request: Any, password: str | None = None) -> Call:
+        if not request.nas:
+            raise InvalidArgument("nas: empty")
+        return Call(nas=request.nas, user_name=request.username, password=password,
+                    calling=request.calling, called=request.called,
+                    session_id=request.session_id)
+
+    def _account(self, request: Any, context: grpc.ServicerContext, status: int) -> Any:
+        try:
+            call = self._call(request)
+            if not request.session_id:
+                raise InvalidArgument("session_id: empty")
+            if request.duration_seconds < 0:
+                raise InvalidArgument("duration_seconds: negative")
+            end = request.end.seconds if request.HasField("end") else int(time.time())
+            answered = request.answered.seconds if request.HasField("answered") else None
+            with self.lock:
+                outcome = self._control().account(call, status, request.duration_seconds,
+                                                  end, answered)
+        except RaterError as exc:
+            context.abort(status_of(exc), exc.message)
+            raise
+        return rating_pb2.CallEventReply(outcome=outcome)
 
     def RateStream(self, request_iterator: Iterator[Any],
                    context: grpc.ServicerContext) -> Iterator[Any]:
@@ -167,11 +232,13 @@ class GrpcAgent:
     """A worker's gRPC server: rating, health, reflection."""
 
     def __init__(self, store: Store, listen: str, port: int, threads: int = 8,
-                 grace: float = 5.0) -> None:
+                 grace: float = 5.0, control: CallControl | None = None,
+                 lock: threading.Lock | None = None,
+                 tls: tuple[bytes, bytes] | None = None) -> None:
         self.grace = grace
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
                                   options=[("grpc.so_reuseport", 1)])
-        self.rating = RatingService(store)
+        self.rating = RatingService(store, control, lock)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.rating, self.server)
         self.health = health.HealthServicer()
@@ -179,7 +246,13 @@ class GrpcAgent:
         reflection.enable_server_reflection(
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         host = f"[{listen}]" if ":" in listen else listen
-        if not self.server.add_insecure_port(f"{host}:{port}"):
+        if tls is None:
+            bound = self.server.add_insecure_port(f"{host}:{port}")
+        else:
+            cert, key = tls
+            bound = self.server.add_secure_port(f"{host}:{port}",
+                                                grpc.ssl_server_credentials([(key, cert)]))
+        if not bound:
             raise RaterError(f"gRPC port {port} on {listen} cannot be bound")
 
     def start(self) -> None:

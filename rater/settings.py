@@ -65,6 +65,8 @@ class Settings:
     grpc_port: int
     grpc_threads: int
     grpc_grace: int
+    #: PEM certificate chain and private key of the gRPC agent (None: plaintext).
+    grpc_tls: tuple[bytes, bytes] | None
     nas: tuple[NasEntry, ...]
     #: The merged tree, as ``rater config show`` prints it.
     tree: dict[str, Any]
@@ -205,6 +207,20 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
         raise ConfigError(f"grpc.grace_seconds = {rpc['grace_seconds']}: 0 to 600")
     if rpc["enabled"] and metrics["enabled"] and rpc["port"] and rpc["port"] == metrics["port"]:
         raise ConfigError("grpc.port and metrics.port must differ")
+    tls = None
+    if rpc["tls_cert_file"] or rpc["tls_key_file"]:
+        if not (rpc["tls_cert_file"] and rpc["tls_key_file"]):
+            raise ConfigError("grpc.tls_cert_file and grpc.tls_key_file go together")
+        pems = []
+        for key in ("tls_cert_file", "tls_key_file"):
+            try:
+                pems.append(Path(rpc[key]).read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"grpc.{key}: cannot read {rpc[key]}: {exc.strerror}"
+                                  ) from None
+            if b"-----BEGIN " not in pems[-1]:
+                raise ConfigError(f"grpc.{key}: {rpc[key]} is not PEM")
+        tls = (pems[0], pems[1])
     if not 0 <= metrics["port"] <= 65535:
         raise ConfigError(f"metrics.port = {metrics['port']}: a port 0..65535 expected")
     if metrics["enabled"] and metrics["port"] and metrics["port"] in (radius["auth_port"],
@@ -229,5 +245,5 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
                     sync_interval_ms=storage["sync_interval_ms"],
                     metrics_enabled=metrics["enabled"], metrics_port=metrics["port"],
                     grpc_enabled=rpc["enabled"], grpc_port=rpc["port"],
-                    grpc_threads=rpc["threads"], grpc_grace=rpc["grace_seconds"], nas=nas,
-                    tree=tree)
+                    grpc_threads=rpc["threads"], grpc_grace=rpc["grace_seconds"],
+                    grpc_tls=tls, nas=nas, tree=tree)

@@ -20,7 +20,9 @@ from test_radius_serve import Server, ensure_radclient, populate, start
 from rater import errors
 from rater.cli import EXIT_CODES
 from rater.engine import Deck
-from rater.rpc import STATUS
+from rater.journal import Journal
+from rater.rpc import REJECTS, STATUS
+from rater.settings import OUTCOMES
 from rater.store import Store
 from rater.v1 import rating_pb2, rating_pb2_grpc
 
@@ -154,3 +156,76 @@ def test_the_generated_code_is_that_of_the_protos(tmp_path: Path) -> None:
     for name in ("rating_pb2.py", "rating_pb2.pyi", "rating_pb2_grpc.py"):
         assert (tmp_path / "rater" / "v1" / name).read_text() == (
             ROOT / "rater" / "v1" / name).read_text(), name
+
+
+def test_authorize_and_accounting_over_grpc_follow_radius(served: Server) -> None:
+    assert set(REJECTS) == set(OUTCOMES) - {"accepted"}
+    with grpc.insecure_channel(address(served)) as channel:
+        stub = rating_pb2_grpc.RatingServiceStub(channel)
+        ok = stub.Authorize(rating_pb2.AuthorizeRequest(
+            nas="127.0.0.1", username="alice", called="442079460000", session_id="g-1"),
+            timeout=5)
+        assert (ok.prepaid, ok.currency) == (True, "USD") and ok.seconds > 0
+        again = stub.Authorize(rating_pb2.AuthorizeRequest(
+            nas="127.0.0.1", username="alice", called="442079460000", session_id="g-1"),
+            timeout=5)
+        assert again.seconds == ok.seconds
+        for user, status, said in (("nobody", grpc.StatusCode.NOT_FOUND, "unknown_account"),
+                                   ("carol", grpc.StatusCode.FAILED_PRECONDITION,
+                                    "client_blocked"),
+                                   ("erin", grpc.StatusCode.UNAUTHENTICATED,
+                                    "bad_password")):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Authorize(rating_pb2.AuthorizeRequest(
+                    nas="127.0.0.1", username=user, called="442079460000",
+                    session_id=f"g-{user}"), timeout=5)
+            assert caught.value.code() == status and said in caught.value.details()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.StopCall(rating_pb2.CallEvent(nas="127.0.0.1", username="bob"), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "session_id: empty" in caught.value.details()
+        event = rating_pb2.CallEvent(nas="127.0.0.1", username="bob", called="442079460000",
+                                     session_id="g-2", duration_seconds=61,
+                                     end=Timestamp(seconds=T0 + 61))
+        assert stub.StartCall(event, timeout=5).outcome == "started"
+        assert stub.StopCall(event, timeout=5).outcome == "billed"
+        assert stub.StopCall(event, timeout=5).outcome == "repeated"
+    store = Store(served.data)
+    try:
+        billed = [e for e in Journal(store).entries("bob") if e.type == "rated-call"
+                  and e.call[1] == "127.0.0.1/g-2"]
+        assert len(billed) == 1 and billed[0].amount == -20_300_000   # 0.0203
+    finally:
+        store.close()
+
+
+
+def test_tls_and_the_python_client(tmp_path: Path, served: Server) -> None:
+    from rater.client import RaterClient
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    config = write(tmp_path / "serve.toml", f'[grpc]\ntls_cert_file = "{cert}"\n'
+                                            f'tls_key_file = "{key}"\n')
+    secure = start(served.data, config, "--workers", "1")
+    try:
+        addr = address(secure)
+        with RaterClient(addr, root_certificates=cert.read_bytes()) as rater:
+            call = rater.rate("T", "442079460000", 61, start=T0)
+            assert (call.cost, call.currency) == (Decimal("0.0203"), "USD")
+            grant = rater.authorize("127.0.0.1", "bob", "442079460000", session_id="t-1")
+            assert grant.prepaid is False and grant.credit is None and grant.seconds == 7200
+            replies = list(rater.rate_batches("T", [(["442079460000"], [T0], [61])]))
+            assert list(replies[0].cost_nanos) == [20_300_000]
+        # Plaintext is refused by a TLS server.
+        with RaterClient(addr, timeout=2) as plain, pytest.raises(grpc.RpcError):
+            plain.rate("T", "442079460000", 61)
+    finally:
+        secure.stop()
+    bad = write(tmp_path / "bad.toml", '[grpc]\ntls_cert_file = "/nonexistent.pem"\n'
+                                       f'tls_key_file = "{key}"\n')
+    proc = subprocess.run([sys.executable, "-m", "rater.cli", "config", "check", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 78 and "grpc.tls_cert_file: cannot read" in proc.stderr

@@ -181,6 +181,8 @@ class Worker:
         #: Accounting-Responses waiting for the group sync of their commit.
         self._waiting: list[tuple[float, socket.socket, bytes, Any]] = []
         self.control = CallControl(self.store, settings.reservation_grace)
+        #: Held while the call control decides: the gRPC threads share it.
+        self.lock = threading.Lock()
         self._nas_generation = nas_generation(self.store)
         self.nas = NasTable.of(self.store, settings.nas)
         self._stop = False
@@ -193,7 +195,8 @@ class Worker:
             from ..rpc import GrpcAgent
 
             self.grpc = GrpcAgent(self.store, settings.listen, settings.grpc_port,
-                                  settings.grpc_threads, settings.grpc_grace)
+                                  settings.grpc_threads, settings.grpc_grace, self.control,
+                                  self.lock, settings.grpc_tls)
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.settings.listen else socket.AF_INET
@@ -330,7 +333,8 @@ class Worker:
                 self.nas = NasTable.of(self.store, self.settings.nas)
             except ConfigError as exc:
                 log.error("worker %d: NAS entries not reloaded: %s", self.number, exc)
-        self.control.refresh()
+        with self.lock:
+            self.control.refresh()
 
     def _reread(self) -> None:
         try:
@@ -345,8 +349,9 @@ class Worker:
                                 acct_port=self.settings.acct_port,
                                 storage=self.settings.storage)
         self.nas = nas
-        self.control.grace = settings.reservation_grace
-        self.control.refresh(force=True)
+        with self.lock:
+            self.control.grace = settings.reservation_grace
+            self.control.refresh(force=True)
         log.info("worker %d: config reloaded", self.number)
 
     # -- one packet
@@ -410,7 +415,8 @@ class Worker:
         """Decisions for calls, together; if that fails, one by one, so one call that
         cannot be decided (None) does not cost the others their answer."""
         try:
-            return list(self.control.authorize_many(calls))
+            with self.lock:
+                return list(self.control.authorize_many(calls))
         except Exception:
             if len(calls) == 1:
                 self._failed("Access-Request")
@@ -418,7 +424,8 @@ class Worker:
         out: list[Decision | None] = []
         for call in calls:
             try:
-                out.append(self.control.authorize(call))
+                with self.lock:
+                    out.append(self.control.authorize(call))
             except Exception:
                 self._failed("Access-Request")
                 out.append(None)
@@ -448,14 +455,15 @@ class Worker:
             if not req.session_id or req.status_type is None:
                 self.counters.drop("malformed")
                 return None
-            outcome = self.control.account(
-                call, req.status_type, req.session_time or 0,
-                # Without an Event-Timestamp, the Stop happened when it was sent, which
-                # is Acct-Delay-Time before it arrived (RFC 2866 5.2).
-                req.event_time if req.event_time is not None
-                else int(time.time()) - (req.delay_time or 0),
-                cisco_time(req.cisco.get("h323-connect-time")),
-                cisco_time(req.cisco.get("h323-setup-time")))
+            with self.lock:
+                outcome = self.control.account(
+                    call, req.status_type, req.session_time or 0,
+                    # Without an Event-Timestamp, the Stop happened when it was sent,
+                    # which is Acct-Delay-Time before it arrived (RFC 2866 5.2).
+                    req.event_time if req.event_time is not None
+                    else int(time.time()) - (req.delay_time or 0),
+                    cisco_time(req.cisco.get("h323-connect-time")),
+                    cisco_time(req.cisco.get("h323-setup-time")))
         except Exception:
             self._failed(f"Accounting-Request from {source}")
             return None

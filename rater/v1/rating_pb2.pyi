@@ -70,3 +70,57 @@ class RateBatchReply(_message.Message):
     destinations: _containers.RepeatedScalarFieldContainer[int]
     destination_names: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, batch_id: _Optional[int] = ..., currency: _Optional[str] = ..., cost_nanos: _Optional[_Iterable[int]] = ..., billed_seconds: _Optional[_Iterable[int]] = ..., prefix_lengths: _Optional[_Iterable[int]] = ..., destinations: _Optional[_Iterable[int]] = ..., destination_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AuthorizeRequest(_message.Message):
+    __slots__ = ("nas", "username", "password", "calling", "called", "session_id")
+    NAS_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CALLING_FIELD_NUMBER: _ClassVar[int]
+    CALLED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    nas: str
+    username: str
+    password: str
+    calling: str
+    called: str
+    session_id: str
+    def __init__(self, nas: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., calling: _Optional[str] = ..., called: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class AuthorizeReply(_message.Message):
+    __slots__ = ("seconds", "credit", "currency", "prepaid")
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PREPAID_FIELD_NUMBER: _ClassVar[int]
+    seconds: int
+    credit: str
+    currency: str
+    prepaid: bool
+    def __init__(self, seconds: _Optional[int] = ..., credit: _Optional[str] = ..., currency: _Optional[str] = ..., prepaid: _Optional[bool] = ...) -> None: ...
+
+class CallEvent(_message.Message):
+    __slots__ = ("nas", "username", "calling", "called", "session_id", "duration_seconds", "end", "answered")
+    NAS_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    CALLING_FIELD_NUMBER: _ClassVar[int]
+    CALLED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    nas: str
+    username: str
+    calling: str
+    called: str
+    session_id: str
+    duration_seconds: int
+    end: _timestamp_pb2.Timestamp
+    answered: _timestamp_pb2.Timestamp
+    def __init__(self, nas: _Optional[str] = ..., username: _Optional[str] = ..., calling: _Optional[str] = ..., called: _Optional[str] = ..., session_id: _Optional[str] = ..., duration_seconds: _Optional[int] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CallEventReply(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    def __init__(self, outcome: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,21 @@ class RatingServiceStub:
                 request_serializer=rater_dot_v1_dot_rating__pb2.RateBatch.SerializeToString,
                 response_deserializer=rater_dot_v1_dot_rating__pb2.RateBatchReply.FromString,
                 _registered_method=True)
+        self.Authorize = channel.unary_unary(
+                '/rater.v1.RatingService/Authorize',
+                request_serializer=rater_dot_v1_dot_rating__pb2.AuthorizeRequest.SerializeToString,
+                response_deserializer=rater_dot_v1_dot_rating__pb2.AuthorizeReply.FromString,
+                _registered_method=True)
+        self.StartCall = channel.unary_unary(
+                '/rater.v1.RatingService/StartCall',
+                request_serializer=rater_dot_v1_dot_rating__pb2.CallEvent.SerializeToString,
+                response_deserializer=rater_dot_v1_dot_rating__pb2.CallEventReply.FromString,
+                _registered_method=True)
+        self.StopCall = channel.unary_unary(
+                '/rater.v1.RatingService/StopCall',
+                request_serializer=rater_dot_v1_dot_rating__pb2.CallEvent.SerializeToString,
+                response_deserializer=rater_dot_v1_dot_rating__pb2.CallEventReply.FromString,
+                _registered_method=True)
 
 
 class RatingServiceServicer:
@@ -68,6 +83,32 @@ class RatingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Authorize(self, request, context):
+        """The RADIUS decision, for switches that speak gRPC: whether a call may go
+        through and for how long (a prepaid call's money is reserved as over
+        RADIUS). A reject is a status: NOT_FOUND (unknown account, no rate),
+        UNAUTHENTICATED (wrong password), FAILED_PRECONDITION (client blocked, no
+        balance, call ended), RESOURCE_EXHAUSTED (capacity).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartCall(self, request, context):
+        """Accounting: the call was answered (it counts against capacity from now).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopCall(self, request, context):
+        """Accounting: the call ended. Billed once per (nas, session_id), through the
+        same journal path as RADIUS Stop and CDR import; sent again, it bills nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +121,21 @@ def add_RatingServiceServicer_to_server(servicer, server):
                     servicer.RateStream,
                     request_deserializer=rater_dot_v1_dot_rating__pb2.RateBatch.FromString,
                     response_serializer=rater_dot_v1_dot_rating__pb2.RateBatchReply.SerializeToString,
+            ),
+            'Authorize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authorize,
+                    request_deserializer=rater_dot_v1_dot_rating__pb2.AuthorizeRequest.FromString,
+                    response_serializer=rater_dot_v1_dot_rating__pb2.AuthorizeReply.SerializeToString,
+            ),
+            'StartCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCall,
+                    request_deserializer=rater_dot_v1_dot_rating__pb2.CallEvent.FromString,
+                    response_serializer=rater_dot_v1_dot_rating__pb2.CallEventReply.SerializeToString,
+            ),
+            'StopCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopCall,
+                    request_deserializer=rater_dot_v1_dot_rating__pb2.CallEvent.FromString,
+                    response_serializer=rater_dot_v1_dot_rating__pb2.CallEventReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +193,87 @@ class RatingService:
             '/rater.v1.RatingService/RateStream',
             rater_dot_v1_dot_rating__pb2.RateBatch.SerializeToString,
             rater_dot_v1_dot_rating__pb2.RateBatchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Authorize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rater.v1.RatingService/Authorize',
+            rater_dot_v1_dot_rating__pb2.AuthorizeRequest.SerializeToString,
+            rater_dot_v1_dot_rating__pb2.AuthorizeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rater.v1.RatingService/StartCall',
+            rater_dot_v1_dot_rating__pb2.CallEvent.SerializeToString,
+            rater_dot_v1_dot_rating__pb2.CallEventReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rater.v1.RatingService/StopCall',
+            rater_dot_v1_dot_rating__pb2.CallEvent.SerializeToString,
+            rater_dot_v1_dot_rating__pb2.CallEventReply.FromString,
             options,
             channel_credentials,
             insecure,
