@@ -11,7 +11,8 @@
 
 Errors come as :class:`grpc.RpcError` with the status of ``rater.rpc.STATUS``
 (an unknown table: NOT_FOUND; an empty number: INVALID_ARGUMENT naming it).
-With ``root_certificates`` (PEM bytes) the channel uses TLS.
+With ``root_certificates`` (PEM bytes) the channel uses TLS; ``token`` is sent as
+``authorization: Bearer TOKEN`` when the service asks for one.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class Grant:
 
 class RaterClient:
     def __init__(self, address: str = "127.0.0.1:50051", *, timeout: float = 5.0,
-                 root_certificates: bytes | None = None) -> None:
+                 root_certificates: bytes | None = None, token: str | None = None) -> None:
         self.timeout = timeout
+        #: Sent with every call when the service asks for a bearer token.
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         if root_certificates is None:
             self.channel = grpc.insecure_channel(address)
         else:
@@ -74,7 +77,7 @@ class RaterClient:
                                          tech_prefix=tech_prefix)
         if start is not None:
             request.start.CopyFrom(Timestamp(seconds=start))
-        r = self.stub.Rate(request, timeout=self.timeout)
+        r = self.stub.Rate(request, timeout=self.timeout, metadata=self.metadata)
         return RatedCall(Decimal(r.cost), r.currency, r.prefix, r.destination,
                          r.billed_seconds, r.table)
 
@@ -87,14 +90,14 @@ class RaterClient:
         requests = (rating_pb2.RateBatch(table=table, numbers=n, starts=s, durations=d,
                                          batch_id=k)
                     for k, (n, s, d) in enumerate(batches))
-        yield from self.stub.RateStream(requests)
+        yield from self.stub.RateStream(requests, metadata=self.metadata)
 
     def authorize(self, nas: str, username: str, called: str, *, calling: str = "",
                   session_id: str = "", password: str = "") -> Grant:
         """Whether a call may go through and for how long (a reject: RpcError)."""
         r = self.stub.Authorize(rating_pb2.AuthorizeRequest(
             nas=nas, username=username, password=password, calling=calling, called=called,
-            session_id=session_id), timeout=self.timeout)
+            session_id=session_id), timeout=self.timeout, metadata=self.metadata)
         return Grant(r.seconds, Decimal(r.credit) if r.credit else None, r.currency,
                      r.prepaid)
 
@@ -102,7 +105,7 @@ class RaterClient:
                    calling: str = "") -> str:
         return str(self.stub.StartCall(rating_pb2.CallEvent(
             nas=nas, username=username, calling=calling, called=called,
-            session_id=session_id), timeout=self.timeout).outcome)
+            session_id=session_id), timeout=self.timeout, metadata=self.metadata).outcome)
 
     def stop_call(self, nas: str, username: str, called: str, *, session_id: str,
                   seconds: int, end: int | None = None, calling: str = "") -> str:
@@ -112,4 +115,4 @@ class RaterClient:
                                      duration_seconds=seconds)
         if end is not None:
             event.end.CopyFrom(Timestamp(seconds=end))
-        return str(self.stub.StopCall(event, timeout=self.timeout).outcome)
+        return str(self.stub.StopCall(event, timeout=self.timeout, metadata=self.metadata).outcome)

@@ -12,6 +12,7 @@ rater has; a test checks it is complete. A known failure is never UNKNOWN.
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections.abc import Iterator
@@ -228,16 +229,46 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
             destination_names=[names[i] for i in used.tolist()])
 
 
+class _BearerToken(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Calls other than health and reflection must carry ``authorization: Bearer TOKEN``."""
+
+    OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}"
+
+        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(Code.UNAUTHENTICATED, "a bearer token is needed (authorization "
+                                                "metadata)")
+
+        self._refuse = grpc.unary_unary_rpc_method_handler(refuse)
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        if details.method.startswith(self.OPEN):
+            return continuation(details)
+        given = dict(details.invocation_metadata).get("authorization", "")
+        if hmac.compare_digest(given.encode(), self._expected.encode()):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is not None and handler.request_streaming:
+            def refuse_stream(requests: Any, context: grpc.ServicerContext) -> Any:
+                context.abort(Code.UNAUTHENTICATED, "a bearer token is needed "
+                                                    "(authorization metadata)")
+            return grpc.stream_stream_rpc_method_handler(refuse_stream)
+        return self._refuse
+
+
 class GrpcAgent:
     """A worker's gRPC server: rating, health, reflection."""
 
     def __init__(self, store: Store, listen: str, port: int, threads: int = 8,
                  grace: float = 5.0, control: CallControl | None = None,
                  lock: threading.Lock | None = None,
-                 tls: tuple[bytes, bytes] | None = None) -> None:
+                 tls: tuple[bytes, bytes] | None = None, token: str | None = None) -> None:
         self.grace = grace
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
-                                  options=[("grpc.so_reuseport", 1)])
+                                  options=[("grpc.so_reuseport", 1)],
+                                  interceptors=[_BearerToken(token)] if token else [])
         self.rating = RatingService(store, control, lock)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.rating, self.server)

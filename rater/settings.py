@@ -67,6 +67,8 @@ class Settings:
     grpc_grace: int
     #: PEM certificate chain and private key of the gRPC agent (None: plaintext).
     grpc_tls: tuple[bytes, bytes] | None
+    #: The bearer token gRPC calls must carry (None: none asked for).
+    grpc_token: str | None
     nas: tuple[NasEntry, ...]
     #: The merged tree, as ``rater config show`` prints it.
     tree: dict[str, Any]
@@ -221,6 +223,16 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
             if b"-----BEGIN " not in pems[-1]:
                 raise ConfigError(f"grpc.{key}: {rpc[key]} is not PEM")
         tls = (pems[0], pems[1])
+    token = None
+    if rpc["token_file"]:
+        try:
+            token = Path(rpc["token_file"]).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"grpc.token_file: cannot read {rpc['token_file']}: "
+                              f"{exc.strerror}") from None
+        if len(token) < 16 or any(c.isspace() for c in token):
+            raise ConfigError("grpc.token_file: the token must be 16 or more characters, "
+                              "without spaces")
     if not 0 <= metrics["port"] <= 65535:
         raise ConfigError(f"metrics.port = {metrics['port']}: a port 0..65535 expected")
     if metrics["enabled"] and metrics["port"] and metrics["port"] in (radius["auth_port"],
@@ -246,4 +258,4 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
                     metrics_enabled=metrics["enabled"], metrics_port=metrics["port"],
                     grpc_enabled=rpc["enabled"], grpc_port=rpc["port"],
                     grpc_threads=rpc["threads"], grpc_grace=rpc["grace_seconds"],
-                    grpc_tls=tls, nas=nas, tree=tree)
+                    grpc_tls=tls, grpc_token=token, nas=nas, tree=tree)

@@ -200,19 +200,37 @@ def test_authorize_and_accounting_over_grpc_follow_radius(served: Server) -> Non
 
 
 
-def test_tls_and_the_python_client(tmp_path: Path, served: Server) -> None:
+def test_tls_token_and_the_python_client(tmp_path: Path, served: Server) -> None:
     from rater.client import RaterClient
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    token = write(tmp_path / "token", "s3cret-token-of-the-test\n")
     config = write(tmp_path / "serve.toml", f'[grpc]\ntls_cert_file = "{cert}"\n'
-                                            f'tls_key_file = "{key}"\n')
+                                            f'tls_key_file = "{key}"\ntoken_file = "{token}"\n')
     secure = start(served.data, config, "--workers", "1")
     try:
         addr = address(secure)
-        with RaterClient(addr, root_certificates=cert.read_bytes()) as rater:
+        pem = cert.read_bytes()
+        # Without the token: UNAUTHENTICATED, for one call and for a stream; health is open.
+        with RaterClient(addr, root_certificates=pem) as anonymous:
+            with pytest.raises(grpc.RpcError) as caught:
+                anonymous.rate("T", "442079460000", 61)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.RpcError) as caught:
+                list(anonymous.rate_batches("T", [(["44"], [T0], [1])]))
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            health = health_pb2_grpc.HealthStub(anonymous.channel)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == (
+                health_pb2.HealthCheckResponse.SERVING)
+        with RaterClient(addr, root_certificates=pem, token="wrong-token-of-the-test") as bad:
+            with pytest.raises(grpc.RpcError) as caught:
+                bad.rate("T", "442079460000", 61)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with RaterClient(addr, root_certificates=pem,
+                         token="s3cret-token-of-the-test") as rater:
             call = rater.rate("T", "442079460000", 61, start=T0)
             assert (call.cost, call.currency) == (Decimal("0.0203"), "USD")
             grant = rater.authorize("127.0.0.1", "bob", "442079460000", session_id="t-1")
