@@ -27,8 +27,9 @@ from grpc_reflection.v1alpha import reflection
 from .engine import Deck
 from .errors import InvalidArgument, RaterError, UnknownTable
 from .radius.control import START, STOP, Call, CallControl
+from .rpc_manage import ClientService, DeckService
 from .store import Store
-from .v1 import rating_pb2, rating_pb2_grpc
+from .v1 import manage_pb2, manage_pb2_grpc, rating_pb2, rating_pb2_grpc
 
 Code = grpc.StatusCode
 
@@ -66,7 +67,9 @@ REJECTS: dict[str, grpc.StatusCode] = {
     "call_ended": Code.FAILED_PRECONDITION,
     "capacity": Code.RESOURCE_EXHAUSTED,
 }
-SERVICES = (rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,)
+SERVICES = (rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,
+            manage_pb2.DESCRIPTOR.services_by_name["DeckService"].full_name,
+            manage_pb2.DESCRIPTOR.services_by_name["ClientService"].full_name)
 #: Seconds between renewals of the open decks' snapshots (new versions are seen then).
 RENEW_EVERY = 0.5
 
@@ -272,6 +275,10 @@ class GrpcAgent:
         self.rating = RatingService(store, control, lock)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.rating, self.server)
+        manage_pb2_grpc.add_DeckServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            DeckService(store), self.server)
+        manage_pb2_grpc.add_ClientServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            ClientService(store), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

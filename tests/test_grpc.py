@@ -24,7 +24,8 @@ from rater.journal import Journal
 from rater.rpc import REJECTS, STATUS
 from rater.settings import OUTCOMES
 from rater.store import Store
-from rater.v1 import rating_pb2, rating_pb2_grpc
+from rater.tariff import RateRow, Tier, describe_tiers
+from rater.v1 import manage_pb2, manage_pb2_grpc, rating_pb2, rating_pb2_grpc
 
 T0 = 1_795_000_000
 
@@ -136,8 +137,8 @@ def test_health_says_serving_and_reflection_lists_the_services(served: Server) -
         answers = stub.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
         names = {s.name for a in answers for s in a.list_services_response.service}
-    assert {"rater.v1.RatingService", "grpc.health.v1.Health",
-            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {"rater.v1.RatingService", "rater.v1.DeckService", "rater.v1.ClientService",
+            "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
 
 
 def test_every_error_code_has_a_status() -> None:
@@ -149,13 +150,17 @@ def test_every_error_code_has_a_status() -> None:
 
 
 def test_the_generated_code_is_that_of_the_protos(tmp_path: Path) -> None:
+    protos = sorted(p.name for p in (ROOT / "proto" / "rater" / "v1").glob("*.proto"))
+    assert protos == ["manage.proto", "rating.proto"]
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}",
                     f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-                    f"--grpc_python_out={tmp_path}", "rater/v1/rating.proto"], check=True,
-                   cwd=ROOT)
-    for name in ("rating_pb2.py", "rating_pb2.pyi", "rating_pb2_grpc.py"):
-        assert (tmp_path / "rater" / "v1" / name).read_text() == (
-            ROOT / "rater" / "v1" / name).read_text(), name
+                    f"--grpc_python_out={tmp_path}", *(f"rater/v1/{p}" for p in protos)],
+                   check=True, cwd=ROOT)
+    for proto in protos:
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
+            name = proto.removesuffix(".proto") + suffix
+            assert (tmp_path / "rater" / "v1" / name).read_text() == (
+                ROOT / "rater" / "v1" / name).read_text(), name
 
 
 def test_authorize_and_accounting_over_grpc_follow_radius(served: Server) -> None:
@@ -247,3 +252,77 @@ def test_tls_token_and_the_python_client(tmp_path: Path, served: Server) -> None
     proc = subprocess.run([sys.executable, "-m", "rater.cli", "config", "check", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 78 and "grpc.tls_cert_file: cannot read" in proc.stderr
+
+
+def test_deck_service_imports_in_chunks_shows_diffs_and_rolls_back(served: Server) -> None:
+    deck = (b"prefix,destination,rate,connect_fee,increment,effective_from\n"
+            b"49,Germany,0.0100,,60/60,\n4930,Berlin,0.0080,,60/60,\n")
+    with grpc.insecure_channel(address(served)) as channel:
+        decks = manage_pb2_grpc.DeckServiceStub(channel)
+        chunks = [manage_pb2.DeckChunk(table="G", filename="g.csv", currency="EUR",
+                                       data=deck[:20]),
+                  manage_pb2.DeckChunk(data=deck[20:50]), manage_pb2.DeckChunk(data=deck[50:])]
+        got = decks.Import(iter(chunks), timeout=10)
+        assert (got.table, got.version, got.created, got.summary["added"]) == ("G", 1, True, 2)
+        listed = {t.name: t for t in decks.List(manage_pb2.ListTablesRequest(), timeout=5).tables}
+        assert listed["G"].currency == "EUR" and listed["G"].version == 1
+        shown = decks.Show(manage_pb2.ShowTableRequest(table="G", prefix="4930"), timeout=5)
+        assert [(r.prefix, r.destination) for r in shown.rows] == [("4930", "Berlin")]
+        changed = deck.replace(b"0.0080", b"0.0090")
+        again = decks.Import(iter([manage_pb2.DeckChunk(table="G", filename="g.csv",
+                                                        data=changed)]), timeout=10)
+        assert again.version == 2 and again.summary["changed"] == 1
+        diff = decks.Diff(manage_pb2.DiffRequest(table="G"), timeout=5)
+        assert [(c.kind, c.before.prefix, c.after.price) for c in diff.changes] == [
+            ("changed", "4930", describe("0.009"))]
+        with pytest.raises(grpc.RpcError) as caught:
+            decks.Import(iter([manage_pb2.DeckChunk(table="G", filename="g.csv",
+                                                    data=b"prefix,rate\n49,x\n")]), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert ":2:" in caught.value.details()
+        back = decks.Rollback(manage_pb2.RollbackRequest(table="G"), timeout=5)
+        assert (back.undone, back.version) == (2, 1)
+        with pytest.raises(grpc.RpcError) as caught:
+            decks.Show(manage_pb2.ShowTableRequest(table="nope"), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def describe(rate: str) -> str:
+    """How a 60/60 row of ``rate`` a minute is shown."""
+    return describe_tiers(RateRow(prefix="1", tiers=(Tier(0, Decimal(rate), 60, 60),)))
+
+
+def test_client_service_adds_clients_accounts_and_posts_money_once(served: Server) -> None:
+    with grpc.insecure_channel(address(served)) as channel:
+        clients = manage_pb2_grpc.ClientServiceStub(channel)
+        made = clients.AddClient(manage_pb2.ClientInfo(name="henry", currency="USD",
+                                                       rate_table="T", capacity=2), timeout=5)
+        assert (made.mode, made.rate_table, made.capacity, made.status) == (
+            "prepaid", "T", 2, "active")
+        assert clients.GetClient(manage_pb2.ClientRequest(name="henry"), timeout=5) == made
+        account = clients.AddAccount(manage_pb2.AccountInfo(client="henry", username="henry"),
+                                     timeout=5)
+        assert account.id > 0 and account.username == "henry"
+        listed = clients.ListAccounts(manage_pb2.ClientRequest(name="henry"), timeout=5)
+        assert [a.username for a in listed.accounts] == ["henry"]
+        pay = manage_pb2.TransactionRequest(client="henry", type="manual-payment",
+                                            amount="12.50", key="pay-henry-1")
+        first = clients.PostTransaction(pay, timeout=5)
+        again = clients.PostTransaction(pay, timeout=5)
+        assert (first.duplicate, again.duplicate, again.entry) == (False, True, first.entry)
+        assert Decimal(again.live) == Decimal("12.50")
+        pay.amount = "13"
+        with pytest.raises(grpc.RpcError) as caught:
+            clients.PostTransaction(pay, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        balance = clients.GetBalance(manage_pb2.ClientRequest(name="henry"), timeout=5)
+        assert (Decimal(balance.live), Decimal(balance.available)) == (Decimal("12.50"),
+                                                                       Decimal("12.50"))
+        for call, status in ((lambda: clients.GetClient(manage_pb2.ClientRequest(name="zz"),
+                                                        timeout=5), grpc.StatusCode.NOT_FOUND),
+                             (lambda: clients.AddClient(manage_pb2.ClientInfo(currency="USD"),
+                                                        timeout=5),
+                              grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            assert caught.value.code() == status
