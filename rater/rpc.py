@@ -261,17 +261,79 @@ class _BearerToken(grpc.ServerInterceptor):  # type: ignore[misc]
         return self._refuse
 
 
+class _Measured(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Counts each call, by method, in the worker's metrics: requests, latency, and
+    errors by status."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+
+    def _done(self, method: str, began: float, context: Any) -> None:
+        m = self.metrics
+        m.requests.labels("grpc", method).inc()
+        m.latency.labels("grpc", method).observe(time.perf_counter() - began)
+        code = context.code()
+        if code is not None and code != Code.OK:
+            m.errors.labels(code.name).inc()
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or details.method.startswith(_BearerToken.OPEN):
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        kwargs = {"request_deserializer": handler.request_deserializer,
+                  "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            one = handler.unary_unary
+
+            def unary(request: Any, context: Any) -> Any:
+                began = time.perf_counter()
+                try:
+                    return one(request, context)
+                finally:
+                    self._done(method, began, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+        if handler.stream_stream is not None:
+            many = handler.stream_stream
+
+            def stream(requests: Any, context: Any) -> Any:
+                began = time.perf_counter()
+                try:
+                    yield from many(requests, context)
+                finally:
+                    self._done(method, began, context)
+
+            return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
+        if handler.stream_unary is not None:
+            gather = handler.stream_unary
+
+            def stream_in(requests: Any, context: Any) -> Any:
+                began = time.perf_counter()
+                try:
+                    return gather(requests, context)
+                finally:
+                    self._done(method, began, context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_in, **kwargs)
+        return handler
+
+
 class GrpcAgent:
     """A worker's gRPC server: rating, health, reflection."""
 
     def __init__(self, store: Store, listen: str, port: int, threads: int = 8,
                  grace: float = 5.0, control: CallControl | None = None,
                  lock: threading.Lock | None = None,
-                 tls: tuple[bytes, bytes] | None = None, token: str | None = None) -> None:
+                 tls: tuple[bytes, bytes] | None = None, token: str | None = None,
+                 metrics: Any = None) -> None:
         self.grace = grace
+        interceptors: list[Any] = [] if metrics is None else [_Measured(metrics)]
+        if token:
+            interceptors.append(_BearerToken(token))
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
                                   options=[("grpc.so_reuseport", 1)],
-                                  interceptors=[_BearerToken(token)] if token else [])
+                                  interceptors=interceptors)
         self.rating = RatingService(store, control, lock)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.rating, self.server)

@@ -3,12 +3,14 @@ parser: the counts of two workers add up to what was sent."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from conftest import write
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,6 +28,7 @@ from test_radius_serve import (
 )
 
 from rater.radius import packet
+from rater.v1 import rating_pb2, rating_pb2_grpc
 
 
 def scrape(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -69,6 +72,15 @@ def test_counts_of_every_worker_add_up(data: Path, tmp_path: Path) -> None:
                     timeout=0.3) is None
         stop = call("bob", "m-0-0", **{"Acct-Status-Type": "Stop", "Acct-Session-Time": "30"})
         assert radclient(server.acct, "acct", [stop])[0] is not None
+        grpc_address = re.search(r"gRPC (\S+?);", server.ready).group(1)  # type: ignore[union-attr]
+        with grpc.insecure_channel(grpc_address) as channel:
+            rating = rating_pb2_grpc.RatingServiceStub(channel)
+            for _ in range(3):
+                rating.Rate(rating_pb2.RateRequest(table="T", number="44", duration_seconds=1),
+                            timeout=5)
+            with pytest.raises(grpc.RpcError):
+                rating.Rate(rating_pb2.RateRequest(table="T", number="", duration_seconds=1),
+                            timeout=5)
         m = scrape(server)
         # The store's gauges are read by worker 1 every few seconds: wait for the Stop's
         # journal entry (four payments before it).
@@ -93,6 +105,9 @@ def test_counts_of_every_worker_add_up(data: Path, tmp_path: Path) -> None:
     assert value("rater_accounting_total", outcome="billed") == 1
     assert value("rater_dropped_packets_total", reason="malformed") == 1
     assert value("rater_dropped_packets_total", reason="unknown-nas") == 1
+    assert value("rater_requests_total", agent="grpc", method="Rate") == 4
+    assert value("rater_request_seconds_count", agent="grpc", method="Rate") == 4
+    assert value("rater_errors_total", code="INVALID_ARGUMENT") == 1
     # Two workers answered: the sums above are over both.
     assert "worker 1: access-" in log and "worker 2: access-" in log, log
     # Gauges of the store.

@@ -196,7 +196,8 @@ class Worker:
 
             self.grpc = GrpcAgent(self.store, settings.listen, settings.grpc_port,
                                   settings.grpc_threads, settings.grpc_grace, self.control,
-                                  self.lock, settings.grpc_tls, settings.grpc_token)
+                                  self.lock, settings.grpc_tls, settings.grpc_token,
+                                  self.counters.metrics)
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.settings.listen else socket.AF_INET
