@@ -21,8 +21,11 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 
 from .engine import Deck
 from .errors import InvalidArgument, RaterError, UnknownTable
@@ -76,6 +79,28 @@ RENEW_EVERY = 0.5
 
 def status_of(exc: RaterError) -> grpc.StatusCode:
     return STATUS.get(exc.code, Code.INTERNAL)
+
+
+def abort(context: grpc.ServicerContext, exc: RaterError) -> None:
+    """End the call with the error's status, its message, and as details (google.rpc)
+    an ErrorInfo (reason: the rater error code; domain: rater) and, for a field at
+    fault ("field: what is wrong"), a BadRequest naming it."""
+    code = status_of(exc)
+    info = error_details_pb2.ErrorInfo(reason=exc.code, domain="rater")
+    if exc.hint:
+        info.metadata["hint"] = exc.hint
+    details = [info]
+    field, sep, what = exc.message.partition(": ")
+    if code == Code.INVALID_ARGUMENT and sep and field.replace("_", "").isalnum():
+        details.append(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=what)]))
+    packed = []
+    for d in details:
+        holder = any_pb2.Any()
+        holder.Pack(d)
+        packed.append(holder)
+    context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+        code=code.value[0], message=exc.message, details=packed)))
 
 
 class _Decks:
@@ -144,7 +169,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
                                         billed_seconds=rated.billed_seconds,
                                         table=rated.table)
         except RaterError as exc:
-            context.abort(status_of(exc), exc.message)
+            abort(context, exc)
             raise   # abort raises; this keeps the type checker sure of it
 
     def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -153,7 +178,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
             with self.lock:
                 d = self._control().authorize(call)
         except RaterError as exc:
-            context.abort(status_of(exc), exc.message)
+            abort(context, exc)
             raise
         if not d.accepted:
             context.abort(REJECTS[d.outcome], f"{d.outcome}: {d.message}")
@@ -191,7 +216,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
                 outcome = self._control().account(call, status, request.duration_seconds,
                                                   end, answered)
         except RaterError as exc:
-            context.abort(status_of(exc), exc.message)
+            abort(context, exc)
             raise
         return rating_pb2.CallEventReply(outcome=outcome)
 
@@ -201,7 +226,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
             for batch in request_iterator:
                 yield self._rate_batch(batch)
         except RaterError as exc:
-            context.abort(status_of(exc), exc.message)
+            abort(context, exc)
 
     def _rate_batch(self, batch: Any) -> Any:
         n = len(batch.numbers)

@@ -30,12 +30,12 @@ MAX_DECK_BYTES = 1 << 30
 
 
 def _answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
-    from .rpc import status_of
+    from .rpc import abort
 
     try:
         return work()
     except RaterError as exc:
-        context.abort(status_of(exc), exc.message)
+        abort(context, exc)
         raise
 
 

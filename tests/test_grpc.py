@@ -326,3 +326,26 @@ def test_client_service_adds_clients_accounts_and_posts_money_once(served: Serve
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() == status
+
+
+def test_errors_carry_details_naming_the_code_and_the_field(
+        rating: rating_pb2_grpc.RatingServiceStub) -> None:
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    with pytest.raises(grpc.RpcError) as caught:
+        rating.Rate(rating_pb2.RateRequest(table="T", number="", duration_seconds=60),
+                    timeout=5)
+    status = rpc_status.from_call(caught.value)
+    assert status is not None and status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(bad)
+    assert (info.reason, info.domain) == ("INVALID_ARGUMENT", "rater")
+    assert [(v.field, v.description) for v in bad.field_violations] == [("number", "empty")]
+    with pytest.raises(grpc.RpcError) as caught:
+        rating.Rate(rating_pb2.RateRequest(table="nope", number="44", duration_seconds=1),
+                    timeout=5)
+    status = rpc_status.from_call(caught.value)
+    assert status is not None and len(status.details) == 1
+    assert status.details[0].Unpack(info) and info.reason == "UNKNOWN_TABLE"
+    assert info.metadata["hint"]
