@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -196,6 +197,46 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
             if not request.status:
                 found = [c for c in found if c.status != "deleted"]
             return manage_pb2.ListClientsReply(clients=[_client(c) for c in found])
+
+        return _answer(context, work)
+
+    def EditClient(self, request: Any, context: grpc.ServicerContext) -> Any:
+        def work() -> Any:
+            if not request.name:
+                raise InvalidArgument("name: empty")
+            reg = Registry(self.store)
+            old = reg.client(request.name)
+            changes: dict[str, Any] = {}
+            for field in ("mode", "status", "timezone", "max_call_length"):
+                if request.HasField(field):
+                    changes[field] = getattr(request, field)
+            if request.HasField("new_name"):
+                changes["name"] = request.new_name
+            if request.HasField("credit_limit"):
+                changes["credit_limit"] = parse_amount(request.credit_limit, "credit_limit")
+            if request.HasField("capacity"):
+                changes["capacity"] = request.capacity or None
+            if request.HasField("rate_table"):
+                # From now on: the calls before keep the tables they had.
+                now = int(time.time())
+                kept = [[at, t] for at, t in old.rate_tables if at is None or at < now]
+                changes["rate_tables"] = ([*kept, [now, request.rate_table]]
+                                          if request.rate_table else [])
+            return _client(reg.edit_client(request.name, **changes))
+
+        return _answer(context, work)
+
+    def DeleteClient(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return _answer(context, lambda: _client(Registry(self.store).delete_client(
+            request.name)))
+
+    def DeleteAccount(self, request: Any, context: grpc.ServicerContext) -> Any:
+        def work() -> Any:
+            reg = Registry(self.store)
+            a = reg.delete_account(request.id)
+            with self.store.read() as txn:
+                owner = reg.client_by_id(txn, a.client).name
+            return _account(a, owner)
 
         return _answer(context, work)
 

@@ -315,9 +315,30 @@ def test_client_service_adds_clients_accounts_and_posts_money_once(served: Serve
         with pytest.raises(grpc.RpcError) as caught:
             clients.PostTransaction(pay, timeout=5)
         assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        edited = clients.EditClient(manage_pb2.EditClientRequest(
+            name="henry", credit_limit="5", capacity=0, new_name="henri"), timeout=5)
+        assert (edited.name, Decimal(edited.credit_limit), edited.capacity) == (
+            "henri", Decimal("5"), 0)
+        with pytest.raises(grpc.RpcError) as caught:
+            clients.EditClient(manage_pb2.EditClientRequest(name="henri"), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT    # nothing to change
+        edited = clients.EditClient(manage_pb2.EditClientRequest(name="henri",
+                                                                 new_name="henry"), timeout=5)
+        balance = clients.GetBalance(manage_pb2.ClientRequest(name="henry"), timeout=5)
+        assert Decimal(balance.available) == Decimal("17.50")            # 12.50 + 5 credit
+        gone = clients.DeleteAccount(manage_pb2.AccountRequest(id=account.id), timeout=5)
+        assert (gone.id, gone.client) == (account.id, "henry")
+        assert clients.ListAccounts(manage_pb2.ClientRequest(name="henry"),
+                                    timeout=5).accounts == []
+        deleted = clients.DeleteClient(manage_pb2.ClientRequest(name="henry"), timeout=5)
+        assert deleted.status == "deleted"
+        assert "henry" not in [c.name for c in clients.ListClients(
+            manage_pb2.ListClientsRequest(), timeout=5).clients]
+        clients.EditClient(manage_pb2.EditClientRequest(name="henry", status="active"),
+                           timeout=5)
         balance = clients.GetBalance(manage_pb2.ClientRequest(name="henry"), timeout=5)
         assert (Decimal(balance.live), Decimal(balance.available)) == (Decimal("12.50"),
-                                                                       Decimal("12.50"))
+                                                                       Decimal("17.50"))
         for call, status in ((lambda: clients.GetClient(manage_pb2.ClientRequest(name="zz"),
                                                         timeout=5), grpc.StatusCode.NOT_FOUND),
                              (lambda: clients.AddClient(manage_pb2.ClientInfo(currency="USD"),

@@ -278,3 +278,31 @@ class TransactionReply(_message.Message):
     live: str
     fixed: str
     def __init__(self, entry: _Optional[int] = ..., duplicate: _Optional[bool] = ..., live: _Optional[str] = ..., fixed: _Optional[str] = ...) -> None: ...
+
+class EditClientRequest(_message.Message):
+    __slots__ = ("name", "new_name", "mode", "credit_limit", "rate_table", "status", "max_call_length", "capacity", "timezone")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_TABLE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    new_name: str
+    mode: str
+    credit_limit: str
+    rate_table: str
+    status: str
+    max_call_length: int
+    capacity: int
+    timezone: str
+    def __init__(self, name: _Optional[str] = ..., new_name: _Optional[str] = ..., mode: _Optional[str] = ..., credit_limit: _Optional[str] = ..., rate_table: _Optional[str] = ..., status: _Optional[str] = ..., max_call_length: _Optional[int] = ..., capacity: _Optional[int] = ..., timezone: _Optional[str] = ...) -> None: ...
+
+class AccountRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...

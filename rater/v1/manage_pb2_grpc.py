@@ -300,9 +300,24 @@ class ClientServiceStub:
                 request_serializer=rater_dot_v1_dot_manage__pb2.ListClientsRequest.SerializeToString,
                 response_deserializer=rater_dot_v1_dot_manage__pb2.ListClientsReply.FromString,
                 _registered_method=True)
+        self.EditClient = channel.unary_unary(
+                '/rater.v1.ClientService/EditClient',
+                request_serializer=rater_dot_v1_dot_manage__pb2.EditClientRequest.SerializeToString,
+                response_deserializer=rater_dot_v1_dot_manage__pb2.ClientInfo.FromString,
+                _registered_method=True)
+        self.DeleteClient = channel.unary_unary(
+                '/rater.v1.ClientService/DeleteClient',
+                request_serializer=rater_dot_v1_dot_manage__pb2.ClientRequest.SerializeToString,
+                response_deserializer=rater_dot_v1_dot_manage__pb2.ClientInfo.FromString,
+                _registered_method=True)
         self.AddAccount = channel.unary_unary(
                 '/rater.v1.ClientService/AddAccount',
                 request_serializer=rater_dot_v1_dot_manage__pb2.AccountInfo.SerializeToString,
+                response_deserializer=rater_dot_v1_dot_manage__pb2.AccountInfo.FromString,
+                _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/rater.v1.ClientService/DeleteAccount',
+                request_serializer=rater_dot_v1_dot_manage__pb2.AccountRequest.SerializeToString,
                 response_deserializer=rater_dot_v1_dot_manage__pb2.AccountInfo.FromString,
                 _registered_method=True)
         self.ListAccounts = channel.unary_unary(
@@ -344,7 +359,27 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EditClient(self, request, context):
+        """Changes the settings given (the others stay); new_name renames.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteClient(self, request, context):
+        """A deleted client's accounts stop matching; its history is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccount(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -389,9 +424,24 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     request_deserializer=rater_dot_v1_dot_manage__pb2.ListClientsRequest.FromString,
                     response_serializer=rater_dot_v1_dot_manage__pb2.ListClientsReply.SerializeToString,
             ),
+            'EditClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditClient,
+                    request_deserializer=rater_dot_v1_dot_manage__pb2.EditClientRequest.FromString,
+                    response_serializer=rater_dot_v1_dot_manage__pb2.ClientInfo.SerializeToString,
+            ),
+            'DeleteClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteClient,
+                    request_deserializer=rater_dot_v1_dot_manage__pb2.ClientRequest.FromString,
+                    response_serializer=rater_dot_v1_dot_manage__pb2.ClientInfo.SerializeToString,
+            ),
             'AddAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.AddAccount,
                     request_deserializer=rater_dot_v1_dot_manage__pb2.AccountInfo.FromString,
+                    response_serializer=rater_dot_v1_dot_manage__pb2.AccountInfo.SerializeToString,
+            ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=rater_dot_v1_dot_manage__pb2.AccountRequest.FromString,
                     response_serializer=rater_dot_v1_dot_manage__pb2.AccountInfo.SerializeToString,
             ),
             'ListAccounts': grpc.unary_unary_rpc_method_handler(
@@ -503,6 +553,60 @@ class ClientService:
             _registered_method=True)
 
     @staticmethod
+    def EditClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rater.v1.ClientService/EditClient',
+            rater_dot_v1_dot_manage__pb2.EditClientRequest.SerializeToString,
+            rater_dot_v1_dot_manage__pb2.ClientInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rater.v1.ClientService/DeleteClient',
+            rater_dot_v1_dot_manage__pb2.ClientRequest.SerializeToString,
+            rater_dot_v1_dot_manage__pb2.ClientInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AddAccount(request,
             target,
             options=(),
@@ -518,6 +622,33 @@ class ClientService:
             target,
             '/rater.v1.ClientService/AddAccount',
             rater_dot_v1_dot_manage__pb2.AccountInfo.SerializeToString,
+            rater_dot_v1_dot_manage__pb2.AccountInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rater.v1.ClientService/DeleteAccount',
+            rater_dot_v1_dot_manage__pb2.AccountRequest.SerializeToString,
             rater_dot_v1_dot_manage__pb2.AccountInfo.FromString,
             options,
             channel_credentials,
