@@ -27,8 +27,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from .clients import Registry
 from .engine import Deck
-from .errors import InvalidArgument, RaterError, UnknownTable
+from .errors import InvalidArgument, NoRate, RaterError, UnknownTable
 from .radius.control import START, STOP, Call, CallControl
 from .rpc_manage import ClientService, DeckService
 from .store import Store
@@ -155,8 +156,17 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
                 raise InvalidArgument("number: empty")
             if request.duration_seconds < 0:
                 raise InvalidArgument("duration_seconds: negative")
-            deck = self._deck(request.table)
             start = request.start.seconds if request.HasField("start") else None
+            table = request.table
+            if request.client:
+                if table:
+                    raise InvalidArgument("client: give a table or a client, not both")
+                client = Registry(self.decks.store).client(request.client)
+                found = client.rate_table_at(int(time.time()) if start is None else start)
+                if found is None:
+                    raise NoRate(f"client {client.name} has no rate table at that time")
+                table = found
+            deck = self._deck(table)
             try:
                 rated = deck.rate(request.number, start, request.duration_seconds,
                                   request.tech_prefix)

@@ -370,3 +370,18 @@ def test_errors_carry_details_naming_the_code_and_the_field(
     assert status is not None and len(status.details) == 1
     assert status.details[0].Unpack(info) and info.reason == "UNKNOWN_TABLE"
     assert info.metadata["hint"]
+
+
+def test_rate_by_client_uses_its_table_in_force(rating: rating_pb2_grpc.RatingServiceStub
+                                                ) -> None:
+    reply = rating.Rate(rating_pb2.RateRequest(client="alice", number="442079460000",
+                                               start=Timestamp(seconds=T0),
+                                               duration_seconds=61), timeout=5)
+    assert (reply.table, Decimal(reply.cost)) == ("T", Decimal("0.0203"))
+    for request, status in ((rating_pb2.RateRequest(client="nobody", number="44"),
+                             grpc.StatusCode.NOT_FOUND),
+                            (rating_pb2.RateRequest(client="alice", table="T", number="44"),
+                             grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.RpcError) as caught:
+            rating.Rate(request, timeout=5)
+        assert caught.value.code() == status

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rater/v1/rating.proto\x12\x08rater.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x01\n\x0bRateRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x03\x12\x13\n\x0btech_prefix\x18\x05 \x01(\t\"w\n\tRateReply\x12\x0c\n\x04\x63ost\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x04 \x01(\t\x12\x16\n\x0e\x62illed_seconds\x18\x05 \x01(\x03\x12\r\n\x05table\x18\x06 \x01(\t\"`\n\tRateBatch\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x0e\n\x06starts\x18\x03 \x03(\x03\x12\x11\n\tdurations\x18\x04 \x03(\x03\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\x04\"\xa9\x01\n\x0eRateBatchReply\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x12\n\ncost_nanos\x18\x03 \x03(\x12\x12\x16\n\x0e\x62illed_seconds\x18\x04 \x03(\x03\x12\x16\n\x0eprefix_lengths\x18\x05 \x03(\x05\x12\x14\n\x0c\x64\x65stinations\x18\x06 \x03(\x05\x12\x19\n\x11\x64\x65stination_names\x18\x07 \x03(\t\"x\n\x10\x41uthorizeRequest\x12\x0b\n\x03nas\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61lling\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61lled\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\"T\n\x0e\x41uthorizeReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x03\x12\x0e\n\x06\x63redit\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0f\n\x07prepaid\x18\x04 \x01(\x08\"\xd0\x01\n\tCallEvent\x12\x0b\n\x03nas\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61lling\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61lled\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x03\x12\'\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x61nswered\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0e\x43\x61llEventReply\x12\x0f\n\x07outcome\x18\x01 \x01(\t2\xbe\x02\n\rRatingService\x12\x32\n\x04Rate\x12\x15.rater.v1.RateRequest\x1a\x13.rater.v1.RateReply\x12?\n\nRateStream\x12\x13.rater.v1.RateBatch\x1a\x18.rater.v1.RateBatchReply(\x01\x30\x01\x12\x41\n\tAuthorize\x12\x1a.rater.v1.AuthorizeRequest\x1a\x18.rater.v1.AuthorizeReply\x12:\n\tStartCall\x12\x13.rater.v1.CallEvent\x1a\x18.rater.v1.CallEventReply\x12\x39\n\x08StopCall\x12\x13.rater.v1.CallEvent\x1a\x18.rater.v1.CallEventReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rater/v1/rating.proto\x12\x08rater.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x01\n\x0bRateRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x03\x12\x13\n\x0btech_prefix\x18\x05 \x01(\t\x12\x0e\n\x06\x63lient\x18\x06 \x01(\t\"w\n\tRateReply\x12\x0c\n\x04\x63ost\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x04 \x01(\t\x12\x16\n\x0e\x62illed_seconds\x18\x05 \x01(\x03\x12\r\n\x05table\x18\x06 \x01(\t\"`\n\tRateBatch\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x0e\n\x06starts\x18\x03 \x03(\x03\x12\x11\n\tdurations\x18\x04 \x03(\x03\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\x04\"\xa9\x01\n\x0eRateBatchReply\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x12\n\ncost_nanos\x18\x03 \x03(\x12\x12\x16\n\x0e\x62illed_seconds\x18\x04 \x03(\x03\x12\x16\n\x0eprefix_lengths\x18\x05 \x03(\x05\x12\x14\n\x0c\x64\x65stinations\x18\x06 \x03(\x05\x12\x19\n\x11\x64\x65stination_names\x18\x07 \x03(\t\"x\n\x10\x41uthorizeRequest\x12\x0b\n\x03nas\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61lling\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61lled\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\"T\n\x0e\x41uthorizeReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x03\x12\x0e\n\x06\x63redit\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0f\n\x07prepaid\x18\x04 \x01(\x08\"\xd0\x01\n\tCallEvent\x12\x0b\n\x03nas\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61lling\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61lled\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x03\x12\'\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x61nswered\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0e\x43\x61llEventReply\x12\x0f\n\x07outcome\x18\x01 \x01(\t2\xbe\x02\n\rRatingService\x12\x32\n\x04Rate\x12\x15.rater.v1.RateRequest\x1a\x13.rater.v1.RateReply\x12?\n\nRateStream\x12\x13.rater.v1.RateBatch\x1a\x18.rater.v1.RateBatchReply(\x01\x30\x01\x12\x41\n\tAuthorize\x12\x1a.rater.v1.AuthorizeRequest\x1a\x18.rater.v1.AuthorizeReply\x12:\n\tStartCall\x12\x13.rater.v1.CallEvent\x1a\x18.rater.v1.CallEventReply\x12\x39\n\x08StopCall\x12\x13.rater.v1.CallEvent\x1a\x18.rater.v1.CallEventReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rater.v1.rating_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RATEREQUEST']._serialized_start=69
-  _globals['_RATEREQUEST']._serialized_end=203
-  _globals['_RATEREPLY']._serialized_start=205
-  _globals['_RATEREPLY']._serialized_end=324
-  _globals['_RATEBATCH']._serialized_start=326
-  _globals['_RATEBATCH']._serialized_end=422
-  _globals['_RATEBATCHREPLY']._serialized_start=425
-  _globals['_RATEBATCHREPLY']._serialized_end=594
-  _globals['_AUTHORIZEREQUEST']._serialized_start=596
-  _globals['_AUTHORIZEREQUEST']._serialized_end=716
-  _globals['_AUTHORIZEREPLY']._serialized_start=718
-  _globals['_AUTHORIZEREPLY']._serialized_end=802
-  _globals['_CALLEVENT']._serialized_start=805
-  _globals['_CALLEVENT']._serialized_end=1013
-  _globals['_CALLEVENTREPLY']._serialized_start=1015
-  _globals['_CALLEVENTREPLY']._serialized_end=1048
-  _globals['_RATINGSERVICE']._serialized_start=1051
-  _globals['_RATINGSERVICE']._serialized_end=1369
+  _globals['_RATEREQUEST']._serialized_end=219
+  _globals['_RATEREPLY']._serialized_start=221
+  _globals['_RATEREPLY']._serialized_end=340
+  _globals['_RATEBATCH']._serialized_start=342
+  _globals['_RATEBATCH']._serialized_end=438
+  _globals['_RATEBATCHREPLY']._serialized_start=441
+  _globals['_RATEBATCHREPLY']._serialized_end=610
+  _globals['_AUTHORIZEREQUEST']._serialized_start=612
+  _globals['_AUTHORIZEREQUEST']._serialized_end=732
+  _globals['_AUTHORIZEREPLY']._serialized_start=734
+  _globals['_AUTHORIZEREPLY']._serialized_end=818
+  _globals['_CALLEVENT']._serialized_start=821
+  _globals['_CALLEVENT']._serialized_end=1029
+  _globals['_CALLEVENTREPLY']._serialized_start=1031
+  _globals['_CALLEVENTREPLY']._serialized_end=1064
+  _globals['_RATINGSERVICE']._serialized_start=1067
+  _globals['_RATINGSERVICE']._serialized_end=1385
 # @@protoc_insertion_point(module_scope)

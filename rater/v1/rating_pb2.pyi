@@ -10,18 +10,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RateRequest(_message.Message):
-    __slots__ = ("table", "number", "start", "duration_seconds", "tech_prefix")
+    __slots__ = ("table", "number", "start", "duration_seconds", "tech_prefix", "client")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TECH_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
     table: str
     number: str
     start: _timestamp_pb2.Timestamp
     duration_seconds: int
     tech_prefix: str
-    def __init__(self, table: _Optional[str] = ..., number: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_seconds: _Optional[int] = ..., tech_prefix: _Optional[str] = ...) -> None: ...
+    client: str
+    def __init__(self, table: _Optional[str] = ..., number: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_seconds: _Optional[int] = ..., tech_prefix: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
 
 class RateReply(_message.Message):
     __slots__ = ("cost", "currency", "prefix", "destination", "billed_seconds", "table")
