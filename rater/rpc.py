@@ -140,10 +140,11 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
     ``lock`` (None: Authorize and the accounting calls are not served)."""
 
     def __init__(self, store: Store, control: CallControl | None = None,
-                 lock: threading.Lock | None = None) -> None:
+                 lock: threading.Lock | None = None, metrics: Any = None) -> None:
         self.decks = _Decks(store)
         self.control = control
         self.lock = lock or threading.Lock()
+        self.metrics = metrics
 
     def _deck(self, table: str) -> Deck:
         if not table:
@@ -190,6 +191,8 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
         except RaterError as exc:
             abort(context, exc)
             raise
+        if self.metrics is not None:
+            self.metrics.authorizations.labels(d.outcome).inc()
         if not d.accepted:
             context.abort(REJECTS[d.outcome], f"{d.outcome}: {d.message}")
         return rating_pb2.AuthorizeReply(seconds=d.seconds, credit=d.credit_text(),
@@ -228,6 +231,8 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
         except RaterError as exc:
             abort(context, exc)
             raise
+        if self.metrics is not None:
+            self.metrics.accounting.labels(outcome).inc()
         return rating_pb2.CallEventReply(outcome=outcome)
 
     def RateStream(self, request_iterator: Iterator[Any],
@@ -369,7 +374,7 @@ class GrpcAgent:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
                                   options=[("grpc.so_reuseport", 1)],
                                   interceptors=interceptors)
-        self.rating = RatingService(store, control, lock)
+        self.rating = RatingService(store, control, lock, metrics)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.rating, self.server)
         manage_pb2_grpc.add_DeckServiceServicer_to_server(  # type: ignore[no-untyped-call]

@@ -385,3 +385,27 @@ def test_rate_by_client_uses_its_table_in_force(rating: rating_pb2_grpc.RatingSe
         with pytest.raises(grpc.RpcError) as caught:
             rating.Rate(request, timeout=5)
         assert caught.value.code() == status
+
+
+def test_a_stopping_agent_says_not_serving_before_it_drains(tmp_path: Path) -> None:
+    from rater.rpc import GrpcAgent
+
+    store = Store(tmp_path / "data")
+    agent = GrpcAgent(store, "127.0.0.1", 0, threads=2, grace=0.5)
+    try:
+        agent.start()
+
+        def status() -> int:
+            class Context:
+                def set_code(self, code: object) -> None:
+                    raise AssertionError(code)
+
+            reply = agent.health.Check(health_pb2.HealthCheckRequest(
+                service="rater.v1.RatingService"), Context())
+            return int(reply.status)
+
+        assert status() == health_pb2.HealthCheckResponse.SERVING
+        agent.stop()
+        assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        store.close()
