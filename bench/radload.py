@@ -33,7 +33,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pyrad.packet import AccessRequest, AuthPacket  # type: ignore[import-untyped]
@@ -163,20 +163,8 @@ def run(host: str, port: int, packets: Sequence[bytes], rate: float, sockets: in
                     break
                 wait = min(0.05, max(0.0, last + timeout - now))
             for key, _ in sel.select(wait):
-                sock = key.fileobj
                 s = key.data
-                while True:
-                    try:
-                        data = sock.recv(wire.MAX_PACKET)  # type: ignore[union-attr]
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        result.send_errors += 1
-                        break
-                    t = clock()
-                    if len(data) < 20:
-                        result.strays += 1
-                        continue
+                for t, data in _replies(key.fileobj, result):  # type: ignore[arg-type]
                     i = pending.pop((s, data[1]), None)
                     if i is None:
                         result.strays += 1
@@ -232,18 +220,9 @@ def run_closed(host: str, port: int, packets: Sequence[bytes], sockets: int, win
                 send(s)
         while any(pending):
             for key, _ in sel.select(0.05):
-                sock = key.fileobj
                 s = key.data
-                while True:
-                    try:
-                        data = sock.recv(wire.MAX_PACKET)  # type: ignore[union-attr]
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        result.send_errors += 1
-                        break
-                    t = clock()
-                    i = pending[s].pop(data[1], None) if len(data) >= 20 else None
+                for t, data in _replies(key.fileobj, result):  # type: ignore[arg-type]
+                    i = pending[s].pop(data[1], None)
                     if i is None:
                         result.strays += 1
                         continue
@@ -266,6 +245,24 @@ def run_closed(host: str, port: int, packets: Sequence[bytes], sockets: int, win
             sock.close()
     result.latencies.sort()
     return result
+
+
+def _replies(sock: socket.socket, result: Result) -> Iterator[tuple[float, bytes]]:
+    """Each reply waiting on ``sock`` (at least a RADIUS header), with when it was read;
+    shorter datagrams count as strays, receive errors as send errors."""
+    while True:
+        try:
+            data = sock.recv(wire.MAX_PACKET)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            result.send_errors += 1
+            return
+        t = time.perf_counter()
+        if len(data) < 20:
+            result.strays += 1
+            continue
+        yield t, data
 
 
 def _sockets(host: str, port: int, n: int) -> list[socket.socket]:

@@ -280,11 +280,9 @@ class _BearerToken(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}"
 
-        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(Code.UNAUTHENTICATED, "a bearer token is needed (authorization "
-                                                "metadata)")
-
-        self._refuse = grpc.unary_unary_rpc_method_handler(refuse)
+    @staticmethod
+    def _refuse(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(Code.UNAUTHENTICATED, "a bearer token is needed (authorization metadata)")
 
     def intercept_service(self, continuation: Any, details: Any) -> Any:
         if details.method.startswith(self.OPEN):
@@ -293,12 +291,12 @@ class _BearerToken(grpc.ServerInterceptor):  # type: ignore[misc]
         if hmac.compare_digest(given.encode(), self._expected.encode()):
             return continuation(details)
         handler = continuation(details)
+        # The refusal takes the method's shape, so the caller reads the status it expects.
         if handler is not None and handler.request_streaming:
-            def refuse_stream(requests: Any, context: grpc.ServicerContext) -> Any:
-                context.abort(Code.UNAUTHENTICATED, "a bearer token is needed "
-                                                    "(authorization metadata)")
-            return grpc.stream_stream_rpc_method_handler(refuse_stream)
-        return self._refuse
+            if handler.response_streaming:
+                return grpc.stream_stream_rpc_method_handler(self._refuse)
+            return grpc.stream_unary_rpc_method_handler(self._refuse)
+        return grpc.unary_unary_rpc_method_handler(self._refuse)
 
 
 class _Measured(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -323,21 +321,25 @@ class _Measured(grpc.ServerInterceptor):  # type: ignore[misc]
         method = details.method.rsplit("/", 1)[-1]
         kwargs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
-        if handler.unary_unary is not None:
-            one = handler.unary_unary
 
-            def unary(request: Any, context: Any) -> Any:
+        def timed(behaviour: Any) -> Any:
+            def call(request: Any, context: Any) -> Any:
                 began = time.perf_counter()
                 try:
-                    return one(request, context)
+                    return behaviour(request, context)
                 finally:
                     self._done(method, began, context)
+            return call
 
-            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(timed(handler.unary_unary), **kwargs)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(timed(handler.stream_unary), **kwargs)
         if handler.stream_stream is not None:
             many = handler.stream_stream
 
             def stream(requests: Any, context: Any) -> Any:
+                # A generator: the call ends when its last reply is sent.
                 began = time.perf_counter()
                 try:
                     yield from many(requests, context)
@@ -345,17 +347,6 @@ class _Measured(grpc.ServerInterceptor):  # type: ignore[misc]
                     self._done(method, began, context)
 
             return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
-        if handler.stream_unary is not None:
-            gather = handler.stream_unary
-
-            def stream_in(requests: Any, context: Any) -> Any:
-                began = time.perf_counter()
-                try:
-                    return gather(requests, context)
-                finally:
-                    self._done(method, began, context)
-
-            return grpc.stream_unary_rpc_method_handler(stream_in, **kwargs)
         return handler
 
 

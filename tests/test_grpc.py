@@ -227,6 +227,10 @@ def test_tls_token_and_the_python_client(tmp_path: Path, served: Server) -> None
             with pytest.raises(grpc.RpcError) as caught:
                 list(anonymous.rate_batches("T", [(["44"], [T0], [1])]))
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.RpcError) as caught:
+                manage_pb2_grpc.DeckServiceStub(anonymous.channel).Import(
+                    iter([manage_pb2.DeckChunk(table="X", data=b"")]), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
             health = health_pb2_grpc.HealthStub(anonymous.channel)
             assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == (
                 health_pb2.HealthCheckResponse.SERVING)
