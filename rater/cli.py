@@ -576,8 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:                       # a file the user named, not a bug
         if args.debug:
             traceback.print_exc()
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"rater: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"rater: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CODES["FILE_ERROR"]
     except Exception as exc:
         if args.debug:

@@ -61,10 +61,6 @@ def _when(t: int | None) -> str:
 
 # -- clients
 
-_CLIENT_OPTIONS = ("currency", "timezone", "credit_limit", "term_table", "payment_terms",
-                   "bill_by", "max_call_length", "capacity", "billing_email", "low_balance",
-                   "status")
-
 
 def _client_changes(args: argparse.Namespace, old: Client | None) -> dict[str, Any]:
     """Client settings named on the command line."""

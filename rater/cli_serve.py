@@ -6,11 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from . import nas
 from .cli import _open, _print_json, _table
 from .config import data_dir
 from .errors import InvalidArgument
-from .settings import defaults_text, load
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -32,6 +30,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .radius.server import serve, setup_logging
+    from .settings import load
 
     setup_logging(args.debug)
     overrides = _overrides(args)
@@ -40,6 +39,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from .settings import load
+
     settings = load(args.file, _overrides(args))
     print(f"{args.file}: good ({settings.workers} workers; RADIUS {settings.auth_port}/"
           f"{settings.acct_port}; {len(settings.nas)} NAS entries)")
@@ -47,6 +48,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    from . import nas
+    from .settings import defaults_text, load
+
     if args.defaults:
         print(defaults_text(), end="")
         return 0
@@ -56,6 +60,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_nas_add(args: argparse.Namespace) -> int:
+    from . import nas
+
     codes: dict[str, int] = {}
     for item in args.return_code or []:
         key, sep, value = item.partition("=")
@@ -69,6 +75,8 @@ def cmd_nas_add(args: argparse.Namespace) -> int:
 
 
 def cmd_nas_list(args: argparse.Namespace) -> int:
+    from . import nas
+
     with _open(args) as store:
         entries = nas.stored(store)
     if args.json:
@@ -80,6 +88,8 @@ def cmd_nas_list(args: argparse.Namespace) -> int:
 
 
 def cmd_nas_delete(args: argparse.Namespace) -> int:
+    from . import nas
+
     with _open(args) as store:
         entry = nas.delete(store, args.address)
     print(f"Deleted NAS {entry.network}")

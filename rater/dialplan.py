@@ -25,9 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import InvalidArgument, InvalidNumber
-from .numbers import MAX_DIGITS
-
-_SEPARATORS = str.maketrans("", "", " \t-.()")
+from .numbers import _SEPARATORS, MAX_DIGITS
 
 
 def _digits(name: str, value: str, *, empty: bool) -> str:

@@ -256,8 +256,7 @@ class Deck:
              tech_prefix: str = "") -> RatedCall:
         """Price one call; NoRate when no row matches, InvalidNumber for a bad number."""
         digits, start = self._call(number, at, duration_s, tech_prefix)
-        with self.store.gate.shared:
-            engine = self.engine
+        with self.using() as engine:
             # The raw number: the engine normalises it by the same rules (normalising
             # digits again would cut a second "00" from "+00...").
             cost, billed, row, plen = engine.rate(number, start, duration_s,

@@ -49,7 +49,7 @@ import msgpack
 from .cdr import LAYOUTS, detect_format
 from .clients import AccountIndex, Client, Registry, show_amount
 from .config import CDR_CHUNK
-from .engine import Deck
+from .engine import Deck, rate_arrays
 from .errors import (
     CdrFileError,
     FileError,
@@ -79,7 +79,6 @@ REASONS = {
     "bad-number": "the number is not a dialled number",
     "no-rate": "no rate for the number at the call's time",
 }
-CHUNK = CDR_CHUNK
 _BLOCK = 65_536
 _EPOCH = datetime(1970, 1, 1)
 MAX_PROBLEMS = 20
@@ -90,7 +89,6 @@ RECEIVED = 8
 # ... then how it stands now.
 (R_REV, R_REASON, R_CLIENT, R_ACCOUNT, R_AMOUNT, R_COST, R_DEST, R_PREFIX, R_BILLED,
  R_TABLE, R_DATE, R_E164, R_VENDOR_CLIENT, R_CURRENCY, R_VENDOR_CURRENCY) = range(8, 23)
-#: The call facts kept in a rated-call journal entry.
 
 _pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
 _unpack = msgpack.unpackb
@@ -672,8 +670,11 @@ class Pricer:
                     reason[i] = "unknown-table"
                 stopped[idx] = True
                 continue
-            result = deck.rate_batch(digits[idx], date[idx], dur[idx])
-            names, dest_of, _ = deck.row_facts()
+            # One hold of the deck for the prices and the rows they index (a refresh in
+            # between would change the rows).
+            with deck.using() as engine:
+                result = rate_arrays(engine, digits[idx], date[idx], dur[idx])
+                names, dest_of, _ = deck.row_facts(engine)
             ok = result.cost_nanos >= 0
             ok &= currency_arr[idx] == deck.currency
             for i, c_ in zip(idx[~ok].tolist(), result.cost_nanos[~ok].tolist(), strict=True):
@@ -757,8 +758,9 @@ def _call_facts(source: str, rid: str, r: list[Any]) -> list[Any]:
             r[R_PREFIX], r[R_DEST], r[R_TABLE], r[R_ACCOUNT], r[R_COST], r[R_VENDOR_CLIENT]]
 
 
-def _entry_key(source: str, rid: str, rev: int, side: str = "") -> str:
-    return f"cdr:{source}:{rid}" if rev == 0 else f"rerate:{source}:{rid}:{rev}{side}"
+def _rerate_key(source: str, rid: str, rev: int, side: str) -> str:
+    """The idempotency key of a rerate's entry (a rated call's is implied by its call)."""
+    return f"rerate:{source}:{rid}:{rev}{side}"
 
 
 # -- import
@@ -794,7 +796,7 @@ class ImportSummary:
 
 def import_cdrs(store: Store, path: str | Path, *, fmt: str = "auto",
                 source: str | None = None, timezone: str = "UTC",
-                progress: Progress | None = None, chunk: int = CHUNK,
+                progress: Progress | None = None, chunk: int = CDR_CHUNK,
                 after_chunk: Callable[[int], None] | None = None) -> ImportSummary:
     """Import a CDR file (see the module's description)."""
     began = time.perf_counter()
@@ -1042,7 +1044,7 @@ def _dated_calls(store: Store, txn: Any, since: int, until: int) -> list[bytes]:
 
 # -- reading back
 
-def _period_keys(store: Store, txn: Any, space: Any, since: int | None,
+def _period_keys(txn: Any, space: Any, since: int | None,
                  until: int | None) -> Iterator[bytes]:
     """Call keys (source \\0 id) of a period index, in date order."""
     cur = txn.cursor()
@@ -1082,7 +1084,7 @@ def mismatches(store: Store, since: int | None = None, until: int | None = None
     """CDRs kept as mismatches whose call started in [since, until), each once."""
     out = []
     with store.read() as txn:
-        for key in _period_keys(store, txn, store.unmatched, since, until):
+        for key in _period_keys(txn, store.unmatched, since, until):
             r = _unpack(store.calls.get(txn, key))
             source, rid = key.decode("utf-8", "surrogateescape").split("\0", 1)
             out.append(Mismatch(source, rid, r[R_START], r[R_NUMBER], r[R_DURATION],
@@ -1127,7 +1129,7 @@ _STANDING = slice(R_REASON, R_VENDOR_CURRENCY + 1)
 
 
 def rerate(store: Store, since: int, until: int, client: str | None = None, *,
-           progress: Progress | None = None, chunk: int = CHUNK) -> RerateSummary:
+           progress: Progress | None = None, chunk: int = CDR_CHUNK) -> RerateSummary:
     """Price again every call (mismatches included) whose date is in [since, until).
 
     A call whose price, client or match changed posts its old price reversed and
@@ -1198,13 +1200,13 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
             source, rid = key.decode("utf-8", "surrogateescape").split("\0", 1)
             if old[R_AMOUNT]:
                 entries.append(Entry(0, "rerate", old[R_CLIENT], old[R_AMOUNT], now,
-                                     old[R_DATE], _entry_key(source, rid, rev, "-"), None,
+                                     old[R_DATE], _rerate_key(source, rid, rev, "-"), None,
                                      "reversal", _call_facts(source, rid, old)))
                 counts.delta[old[R_CURRENCY]] = (counts.delta.get(old[R_CURRENCY], 0)
                                                  - old[R_AMOUNT])
             if new[R_REASON] is None and new[R_AMOUNT]:
                 entries.append(Entry(0, "rerate", new[R_CLIENT], -new[R_AMOUNT], now,
-                                     new[R_DATE], _entry_key(source, rid, rev, "+"), None,
+                                     new[R_DATE], _rerate_key(source, rid, rev, "+"), None,
                                      "new price", _call_facts(source, rid, new)))
                 counts.delta[new[R_CURRENCY]] = (counts.delta.get(new[R_CURRENCY], 0)
                                                  + new[R_AMOUNT])
@@ -1283,8 +1285,8 @@ def summary_report(store: Store, since: int, until: int, client: str | None = No
     with store.read() as txn:
         keys = _dated_calls(store, txn, since, until)
         tag = store.calls.tag
-        for lo in range(0, len(keys), CHUNK):
-            for _, raw in txn.cursor().getmulti([tag + k for k in keys[lo:lo + CHUNK]]):
+        for lo in range(0, len(keys), CDR_CHUNK):
+            for _, raw in txn.cursor().getmulti([tag + k for k in keys[lo:lo + CDR_CHUNK]]):
                 r = _unpack(raw)
                 if not since <= r[R_DATE] < until:
                     continue                # rerated out of the period

@@ -185,8 +185,7 @@ def append(store: Store, txn: Any, entries: list[Entry]) -> int:
     deltas: dict[int, tuple[int, int]] = {}
     for e in entries:
         live, fixed = deltas.get(e.client, (0, 0))
-        deltas[e.client] = (live + e.amount,
-                            fixed + (e.amount if e.type not in CALL_TYPES else 0))
+        deltas[e.client] = (live + e.amount, fixed + (e.amount if e.moves_fixed else 0))
     first = append_packed(store, txn, [e.pack() for e in entries], deltas)
     for i, e in enumerate(entries):
         e.number = first + i

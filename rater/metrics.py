@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,12 +35,12 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare(directory: Path) -> None:
-    """Empty ``directory`` and point prometheus_client's multiprocess mode at it (before
-    it is imported: call this in the supervisor, before any worker starts)."""
+    """Point prometheus_client's multiprocess mode at ``directory``, a new empty one
+    (before it is imported: call this in the supervisor, before any worker starts)."""
     if "prometheus_client" in sys.modules and os.environ.get(ENV) != str(directory):
         raise RuntimeError("prometheus_client was imported before its directory was set")
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    if any(directory.iterdir()):
+        raise RuntimeError(f"{directory} is not empty: old metrics would be summed")
     os.environ[ENV] = str(directory)
 
 

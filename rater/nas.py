@@ -34,7 +34,7 @@ def add(store: Store, address: str, secret: str, name: str = "",
                                   hint="delete it first to change its secret")
         store.nas.put(txn, key, json.dumps(asdict(entry)).encode())
         _bump(store, txn)
-        audit.record(store, txn, "nas", entry.network, "add", None, _shown(entry))
+        audit.record(store, txn, "nas", entry.network, "add", None, shown(entry))
 
     store.write(apply)
     return entry
@@ -53,7 +53,7 @@ def delete(store: Store, address: str) -> NasEntry:
         entry = NasEntry(**json.loads(raw))
         store.nas.delete(txn, network.encode())
         _bump(store, txn)
-        audit.record(store, txn, "nas", network, "delete", _shown(entry), None)
+        audit.record(store, txn, "nas", network, "delete", shown(entry), None)
         return entry
 
     result: NasEntry = store.write(apply)
@@ -76,15 +76,11 @@ def stored(store: Store) -> list[NasEntry]:
         return [NasEntry(**json.loads(raw)) for _, raw in store.nas.items(txn)]
 
 
-def _shown(entry: NasEntry) -> dict[str, Any]:
+def shown(entry: NasEntry) -> dict[str, Any]:
     """An entry for people and the audit log: the secret is not shown."""
     d = asdict(entry)
     d["secret"] = "*" * 8
     return d
-
-
-def shown(entry: NasEntry) -> dict[str, Any]:
-    return _shown(entry)
 
 
 class NasTable:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -30,12 +30,12 @@ from grpc_status import rpc_status
 from .clients import Registry
 from .engine import Deck
 from .errors import InvalidArgument, NoRate, RaterError, UnknownTable
-from .radius.control import START, STOP, Call, CallControl
-from .rpc_manage import ClientService, DeckService
+from .radius.control import START, STOP, Call, CallControl, Decision
 from .store import Store
 from .v1 import manage_pb2, manage_pb2_grpc, rating_pb2, rating_pb2_grpc
 
 Code = grpc.StatusCode
+T = TypeVar("T")
 
 #: The gRPC status of each rater error code.
 STATUS: dict[str, grpc.StatusCode] = {
@@ -78,15 +78,20 @@ SERVICES = (rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,
 RENEW_EVERY = 0.5
 
 
-def status_of(exc: RaterError) -> grpc.StatusCode:
-    return STATUS.get(exc.code, Code.INTERNAL)
+def answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
+    """What ``work`` returns; a RaterError it raises ends the call (:func:`abort`)."""
+    try:
+        return work()
+    except RaterError as exc:
+        abort(context, exc)
+        raise                   # abort raises; this keeps the type checker sure of it
 
 
 def abort(context: grpc.ServicerContext, exc: RaterError) -> None:
     """End the call with the error's status, its message, and as details (google.rpc)
     an ErrorInfo (reason: the rater error code; domain: rater) and, for a field at
     fault ("field: what is wrong"), a BadRequest naming it."""
-    code = status_of(exc)
+    code = STATUS.get(exc.code, Code.INTERNAL)
     info = error_details_pb2.ErrorInfo(reason=exc.code, domain="rater")
     if exc.hint:
         info.metadata["hint"] = exc.hint
@@ -152,45 +157,43 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
         return self.decks.get(table)
 
     def Rate(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return answer(context, lambda: self._rate(request))
+
+    def _rate(self, request: Any) -> Any:
+        if not request.number.strip():
+            raise InvalidArgument("number: empty")
+        if request.duration_seconds < 0:
+            raise InvalidArgument("duration_seconds: negative")
+        start = request.start.seconds if request.HasField("start") else None
+        table = request.table
+        if request.client:
+            if table:
+                raise InvalidArgument("client: give a table or a client, not both")
+            client = Registry(self.decks.store).client(request.client)
+            found = client.rate_table_at(int(time.time()) if start is None else start)
+            if found is None:
+                raise NoRate(f"client {client.name} has no rate table at that time")
+            table = found
+        deck = self._deck(table)
         try:
-            if not request.number.strip():
-                raise InvalidArgument("number: empty")
-            if request.duration_seconds < 0:
-                raise InvalidArgument("duration_seconds: negative")
-            start = request.start.seconds if request.HasField("start") else None
-            table = request.table
-            if request.client:
-                if table:
-                    raise InvalidArgument("client: give a table or a client, not both")
-                client = Registry(self.decks.store).client(request.client)
-                found = client.rate_table_at(int(time.time()) if start is None else start)
-                if found is None:
-                    raise NoRate(f"client {client.name} has no rate table at that time")
-                table = found
-            deck = self._deck(table)
-            try:
-                rated = deck.rate(request.number, start, request.duration_seconds,
-                                  request.tech_prefix)
-            except InvalidArgument as exc:
-                if exc.code == "INVALID_NUMBER":
-                    raise InvalidArgument(f"number: {exc.message}") from None
-                raise
-            return rating_pb2.RateReply(cost=str(rated.cost), currency=rated.currency,
-                                        prefix=rated.prefix, destination=rated.destination,
-                                        billed_seconds=rated.billed_seconds,
-                                        table=rated.table)
-        except RaterError as exc:
-            abort(context, exc)
-            raise   # abort raises; this keeps the type checker sure of it
+            rated = deck.rate(request.number, start, request.duration_seconds,
+                              request.tech_prefix)
+        except InvalidArgument as exc:
+            if exc.code == "INVALID_NUMBER":
+                raise InvalidArgument(f"number: {exc.message}") from None
+            raise
+        return rating_pb2.RateReply(cost=str(rated.cost), currency=rated.currency,
+                                    prefix=rated.prefix, destination=rated.destination,
+                                    billed_seconds=rated.billed_seconds,
+                                    table=rated.table)
 
     def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
+        def decide() -> Decision:
             call = self._call(request, password=request.password or None)
             with self.lock:
-                d = self._control().authorize(call)
-        except RaterError as exc:
-            abort(context, exc)
-            raise
+                return self._control().authorize(call)
+
+        d = answer(context, decide)
         if self.metrics is not None:
             self.metrics.authorizations.labels(d.outcome).inc()
         if not d.accepted:
@@ -217,7 +220,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
                     session_id=request.session_id)
 
     def _account(self, request: Any, context: grpc.ServicerContext, status: int) -> Any:
-        try:
+        def record() -> str:
             call = self._call(request)
             if not request.session_id:
                 raise InvalidArgument("session_id: empty")
@@ -226,11 +229,10 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
             end = request.end.seconds if request.HasField("end") else int(time.time())
             answered = request.answered.seconds if request.HasField("answered") else None
             with self.lock:
-                outcome = self._control().account(call, status, request.duration_seconds,
-                                                  end, answered)
-        except RaterError as exc:
-            abort(context, exc)
-            raise
+                return self._control().account(call, status, request.duration_seconds,
+                                               end, answered)
+
+        outcome = answer(context, record)
         if self.metrics is not None:
             self.metrics.accounting.labels(outcome).inc()
         return rating_pb2.CallEventReply(outcome=outcome)
@@ -249,8 +251,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
             raise InvalidArgument(f"batch {batch.batch_id}: {n} numbers, {len(batch.starts)} "
                                   f"starts and {len(batch.durations)} durations")
         deck = self._deck(batch.table)
-        numbers = np.array([s.encode() for s in batch.numbers], dtype="S") if n else \
-            np.zeros(0, "S1")
+        numbers = np.array([s.encode() for s in batch.numbers], dtype="S")
         starts = np.fromiter(batch.starts, np.int64, n)
         durations = np.fromiter(batch.durations, np.int64, n)
         if n and int(durations.min()) < 0:
@@ -259,7 +260,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
         names, dest_of, _ = deck.row_facts()
         rows = result.row
         found = rows >= 0
-        used = np.unique(dest_of[rows[found]]) if n else np.zeros(0, np.int64)
+        used = np.unique(dest_of[rows[found]])
         index = np.full(len(names), -1, np.int32)
         index[used] = np.arange(len(used), dtype=np.int32)
         destinations = np.full(n, -1, np.int32)
@@ -368,6 +369,8 @@ class GrpcAgent:
         self.rating = RatingService(store, control, lock, metrics)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.rating, self.server)
+        from .rpc_manage import ClientService, DeckService
+
         manage_pb2_grpc.add_DeckServiceServicer_to_server(  # type: ignore[no-untyped-call]
             DeckService(store), self.server)
         manage_pb2_grpc.add_ClientServiceServicer_to_server(  # type: ignore[no-untyped-call]

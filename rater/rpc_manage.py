@@ -2,7 +2,7 @@
 ``rater.v1.ClientService``, over the same Python APIs as the ``rater`` commands
 (:class:`rater.decks.Decks`, :class:`rater.clients.Registry`,
 :class:`rater.journal.Journal`). Errors map to statuses through
-:data:`rater.rpc.STATUS`.
+:data:`rater.rpc.STATUS` (:func:`rater.rpc.answer`).
 """
 
 from __future__ import annotations
@@ -10,34 +10,24 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
 from .clients import Account, Client, Registry, parse_amount, show_amount
 from .decks import Decks
-from .errors import InvalidArgument, RaterError
+from .errors import InvalidArgument
 from .journal import Journal
+from .rpc import answer
 from .store import Store
 from .tariff import RateRow, describe_tiers
 from .timeutil import format_instant, zone
 from .v1 import manage_pb2, manage_pb2_grpc
 
-T = TypeVar("T")
 #: The largest deck file DeckService.Import takes.
 MAX_DECK_BYTES = 1 << 30
-
-
-def _answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
-    from .rpc import abort
-
-    try:
-        return work()
-    except RaterError as exc:
-        abort(context, exc)
-        raise
 
 
 def _when(t: int | None, tz: Any) -> str:
@@ -86,7 +76,7 @@ class DeckService(manage_pb2_grpc.DeckServiceServicer):
                 unchanged=report.unchanged, summary=report.summary, rows=report.rows,
                 warnings=report.warnings, created=report.created)
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def _info(self, decks: Decks, name: str) -> Any:
         info = decks.info(name)
@@ -101,7 +91,7 @@ class DeckService(manage_pb2_grpc.DeckServiceServicer):
             return manage_pb2.ListTablesReply(tables=[
                 self._info(decks, t["settings"]["name"]) for t in decks.tables()])
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def Show(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -118,7 +108,7 @@ class DeckService(manage_pb2_grpc.DeckServiceServicer):
                                              rows=[_row(r, tz) for r in shown],
                                              total=len(rows))
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -137,7 +127,7 @@ class DeckService(manage_pb2_grpc.DeckServiceServicer):
                                         action=version.action, summary=version.summary,
                                         changes=changes)
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def Rollback(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -149,7 +139,7 @@ class DeckService(manage_pb2_grpc.DeckServiceServicer):
             return manage_pb2.RollbackReply(table=request.table, undone=undone.version,
                                             version=now.get(request.table, 0))
 
-        return _answer(context, work)
+        return answer(context, work)
 
 
 def _client(c: Client) -> Any:
@@ -186,10 +176,10 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                    if request.max_call_length else {}))
             return _client(Registry(self.store).add_client(client))
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def GetClient(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _answer(context, lambda: _client(Registry(self.store).client(request.name)))
+        return answer(context, lambda: _client(Registry(self.store).client(request.name)))
 
     def ListClients(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -198,7 +188,7 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                 found = [c for c in found if c.status != "deleted"]
             return manage_pb2.ListClientsReply(clients=[_client(c) for c in found])
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def EditClient(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -224,10 +214,10 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                                           if request.rate_table else [])
             return _client(reg.edit_client(request.name, **changes))
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def DeleteClient(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _answer(context, lambda: _client(Registry(self.store).delete_client(
+        return answer(context, lambda: _client(Registry(self.store).delete_client(
             request.name)))
 
     def DeleteAccount(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -238,7 +228,7 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                 owner = reg.client_by_id(txn, a.client).name
             return _account(a, owner)
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def AddAccount(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -250,7 +240,7 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                 rate_table=request.rate_table or None)
             return _account(a, request.client)
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def ListAccounts(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -260,7 +250,7 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                 _account(a, names.get(a.client, str(a.client)))
                 for a in reg.accounts(request.name or None)])
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def GetBalance(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -270,7 +260,7 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                 fixed=show_amount(b.fixed),
                 available="" if b.available is None else show_amount(b.available))
 
-        return _answer(context, work)
+        return answer(context, work)
 
     def PostTransaction(self, request: Any, context: grpc.ServicerContext) -> Any:
         def work() -> Any:
@@ -285,4 +275,4 @@ class ClientService(manage_pb2_grpc.ClientServiceServicer):
                                                duplicate=result.duplicate,
                                                live=show_amount(live), fixed=show_amount(fixed))
 
-        return _answer(context, work)
+        return answer(context, work)

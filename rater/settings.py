@@ -26,14 +26,14 @@ OUTCOMES = ("accepted", "unknown_account", "bad_password", "capacity", "no_balan
 
 
 @cache
-def defaults() -> dict[str, Any]:
-    """The defaults, read from the packaged ``serve.toml``."""
-    text = resources.files("rater").joinpath("serve.toml").read_text()
-    return tomllib.loads(text)
-
-
 def defaults_text() -> str:
+    """The packaged ``serve.toml``: every setting, its default, what it does."""
     return resources.files("rater").joinpath("serve.toml").read_text()
+
+
+@cache
+def defaults() -> dict[str, Any]:
+    return tomllib.loads(defaults_text())
 
 
 @dataclass(frozen=True)
@@ -244,11 +244,8 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
     if not 0 <= storage["sync_interval_ms"] <= 1000:
         raise ConfigError(f"storage.sync_interval_ms = {storage['sync_interval_ms']}: "
                           f"0 to 1000")
-    try:
-        stored = StorageConfig(map_size=storage["map_size"],
-                               max_map_size=storage["max_map_size"], sync=storage["sync"])
-    except ConfigError as exc:
-        raise ConfigError(exc.message) from None
+    stored = StorageConfig(map_size=storage["map_size"], max_map_size=storage["max_map_size"],
+                           sync=storage["sync"])
     return Settings(listen=serve["listen"], workers=serve["workers"],
                     auth_port=radius["auth_port"], acct_port=radius["acct_port"],
                     require_message_authenticator=radius["require_message_authenticator"],

@@ -15,7 +15,7 @@ from conftest import ROOT, write
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from test_radius_serve import Server, ensure_radclient, populate, start
+from test_radius_serve import Server, populate, start
 
 from rater import errors
 from rater.cli import EXIT_CODES
@@ -32,7 +32,6 @@ T0 = 1_795_000_000
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    ensure_radclient()
     root = tmp_path_factory.mktemp("grpc")
     populate(root / "data")
     server = start(root / "data", write(root / "serve.toml", ""), "--workers", "2")
@@ -409,7 +408,17 @@ def test_a_stopping_agent_says_not_serving_before_it_drains(tmp_path: Path) -> N
             return int(reply.status)
 
         assert status() == health_pb2.HealthCheckResponse.SERVING
+        # What health says when the server starts draining its calls.
+        seen: list[int] = []
+        drain = agent.server.stop
+
+        def watched(grace: float) -> object:
+            seen.append(status())
+            return drain(grace)
+
+        agent.server.stop = watched  # type: ignore[method-assign]
         agent.stop()
+        assert seen == [health_pb2.HealthCheckResponse.NOT_SERVING]
         assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         store.close()

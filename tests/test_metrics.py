@@ -117,6 +117,7 @@ def test_counts_of_every_worker_add_up(data: Path, tmp_path: Path) -> None:
     assert value("rater_journal_entries") == 5
     # 79 of bob's calls are still in progress (one stopped); bob is postpaid without a
     # capacity, so none of his calls is registered.
+    assert ("rater_calls_in_progress", ()) in m
     assert value("rater_calls_in_progress") == 0
 
 
@@ -139,8 +140,6 @@ def test_metrics_can_be_turned_off(data: Path, tmp_path: Path) -> None:
 
 
 def test_the_dashboard_and_alerts_name_only_exported_metrics() -> None:
-    import re
-
     from conftest import ROOT
     from prometheus_client import CollectorRegistry
 

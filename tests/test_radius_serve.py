@@ -485,10 +485,14 @@ def test_changes_are_seen_without_a_restart_and_sighup_reloads_codes(server: Ser
 
 def test_sigterm_stops_the_service_cleanly(world: Path, tmp_path: Path) -> None:
     s = start(world, write(tmp_path / "serve.toml", ""), "--workers", "3")
-    assert len(s.workers()) == 3
+    pids = s.workers()
+    assert len(pids) == 3
     s.stop()
     assert s.proc.returncode == 0
-    assert s.workers() == []
+    # The workers are gone too (not orphaned: they would outlive their parent's reaping).
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 # -- configuration and NAS entries

@@ -37,12 +37,11 @@ from typing import Any
 
 import msgpack
 
-from ..clients import AccountIndex, Client
+from ..clients import AccountIndex, Client, show_amount
 from ..engine import Deck
 from ..errors import InvalidNumber
 from ..ingest import Pricer, bill_call
 from ..journal import read_balance
-from ..money import from_nano
 from ..numbers import normalise_number
 from ..store import Store
 
@@ -113,7 +112,7 @@ class Decision:
         return self.outcome == "accepted"
 
     def credit_text(self) -> str:
-        return "" if self.credit is None else str(from_nano(self.credit, 2))
+        return "" if self.credit is None else show_amount(self.credit)
 
 
 @dataclass

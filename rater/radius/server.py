@@ -3,7 +3,8 @@
 The supervisor forks ``serve.workers`` workers. Each binds the auth and acct
 ports itself with SO_REUSEPORT (the kernel spreads packets over them by source
 address and port), opens its own LMDB environment (never across a fork) and
-answers packets one at a time: decode, decide (:class:`CallControl`), commit,
+answers what its sockets hold, a batch at a time: decode, decide
+(:class:`CallControl`; a batch's Access-Requests in one transaction), commit,
 reply. A packet it cannot use is dropped and counted by reason; an unexpected
 error in one packet is logged and counted, and the worker goes on.
 
@@ -200,10 +201,9 @@ class Worker:
                                   self.counters.metrics)
 
     def _bind(self, port: int) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.settings.listen else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(family(self.settings.listen), socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
+        if sock.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((self.settings.listen, port))
         sock.setblocking(False)
@@ -295,7 +295,7 @@ class Worker:
         if auth:
             replies = self.handle_access([(data, addr[0]) for data, addr in batch], began)
         else:
-            replies = [self.handle(data, addr[0], False) for data, addr in batch]
+            replies = [self.handle_accounting(data, addr[0]) for data, addr in batch]
         if self.group is not None:
             self.group.request()
         for (_, addr), reply in zip(batch, replies, strict=True):
@@ -344,11 +344,7 @@ class Worker:
         except ConfigError as exc:
             log.error("worker %d: config not reloaded: %s", self.number, exc)
             return
-        # Ports, address and storage stay as started: changing them needs a restart.
-        self.settings = replace(settings, listen=self.settings.listen,
-                                auth_port=self.settings.auth_port,
-                                acct_port=self.settings.acct_port,
-                                storage=self.settings.storage)
+        self.settings = as_started(settings, self.settings)
         self.nas = nas
         with self.lock:
             self.control.grace = settings.reservation_grace
@@ -442,11 +438,9 @@ class Worker:
             self.counters.fail("INTERNAL")
             log.exception("worker %d: %s failed", self.number, what)
 
-    def handle(self, data: bytes, source: str, auth: bool) -> bytes | None:
-        """The reply to one packet from ``source`` (None: dropped)."""
+    def handle_accounting(self, data: bytes, source: str) -> bytes | None:
+        """The reply to an Accounting-Request from ``source`` (None: dropped)."""
         began = time.perf_counter()
-        if auth:
-            return self.handle_access([(data, source)], began)[0]
         read = self._read(data, source, False)
         if read is None:
             return None
@@ -495,38 +489,46 @@ class Worker:
 
 # -- the supervisor
 
-def free_tcp_port(listen: str) -> int:
-    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((listen, 0))
-        port: int = s.getsockname()[1]
-        return port
+def as_started(loaded: Settings, started: Settings) -> Settings:
+    """Settings read again (SIGHUP) with what only a restart changes kept as started: the
+    address, ports and workers, storage, the gRPC agent and the metrics endpoint."""
+    return replace(loaded, **{name: getattr(started, name) for name in (
+        "listen", "workers", "auth_port", "acct_port", "storage", "sync_interval_ms",
+        "metrics_enabled", "metrics_port", "grpc_enabled", "grpc_port", "grpc_threads",
+        "grpc_grace", "grpc_tls", "grpc_token")})
 
 
-def free_port(listen: str) -> int:
-    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((listen, 0))
-        port: int = s.getsockname()[1]
-        return port
+def family(listen: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in listen else socket.AF_INET
+
+
+def free_ports(listen: str, kinds: list[socket.SocketKind]) -> list[int]:
+    """A free port for each socket kind (SOCK_DGRAM, SOCK_STREAM): all bound at once, so
+    no two of the same kind are the same port."""
+    socks: list[socket.socket] = []
+    try:
+        for kind in kinds:
+            socks.append(socket.socket(family(listen), kind))
+            socks[-1].bind((listen, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
           overrides: dict[str, str] | None = None) -> int:
     """Run the agent until SIGTERM or SIGINT; the exit status."""
     overrides = dict(overrides or {})
-    # Ports of 0: one free port each, the same for every worker.
-    if settings.auth_port == 0:
-        settings = replace(settings, auth_port=free_port(settings.listen))
-        overrides["radius.auth_port"] = str(settings.auth_port)
-    if settings.acct_port == 0:
-        settings = replace(settings, acct_port=free_port(settings.listen))
-        overrides["radius.acct_port"] = str(settings.acct_port)
-    if settings.metrics_enabled and settings.metrics_port == 0:
-        settings = replace(settings, metrics_port=free_tcp_port(settings.listen))
-    if settings.grpc_enabled and settings.grpc_port == 0:
-        settings = replace(settings, grpc_port=free_tcp_port(settings.listen))
-        overrides["grpc.port"] = str(settings.grpc_port)
+    # Ports of 0: one free port each, the same for every worker (and kept on SIGHUP).
+    unset = [(name, kind) for name, kind, on in (
+        ("auth_port", socket.SOCK_DGRAM, True), ("acct_port", socket.SOCK_DGRAM, True),
+        ("metrics_port", socket.SOCK_STREAM, settings.metrics_enabled),
+        ("grpc_port", socket.SOCK_STREAM, settings.grpc_enabled))
+        if on and getattr(settings, name) == 0]
+    ports = free_ports(settings.listen, [kind for _, kind in unset])
+    chosen: dict[str, Any] = {name: port for (name, _), port in zip(unset, ports, strict=True)}
+    settings = replace(settings, **chosen)
     # Errors in the NAS entries are found before any worker starts.
     with Store(data_dir, settings.storage) as store:
         nas = NasTable.of(store, settings.nas)
@@ -616,14 +618,7 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
             except ConfigError as exc:
                 log.error("config not reloaded: %s", exc)
             else:
-                current = replace(loaded, listen=current.listen, workers=current.workers,
-                                  auth_port=current.auth_port, acct_port=current.acct_port,
-                                  storage=current.storage,
-                                  sync_interval_ms=current.sync_interval_ms,
-                                  metrics_enabled=current.metrics_enabled,
-                                  metrics_port=current.metrics_port,
-                                  grpc_enabled=current.grpc_enabled,
-                                  grpc_port=current.grpc_port)
+                current = as_started(loaded, current)
                 for pid in workers:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGHUP)
