@@ -22,6 +22,11 @@ extensions = [
         ["ext/_ingest.pyx"],
         extra_compile_args=["-O0", "-g"] if debug else ["-O3"],
     ),
+    Extension(
+        "rater._radius",
+        ["ext/_radius.pyx"],
+        extra_compile_args=["-O0", "-g"] if debug else ["-O3"],
+    ),
 ]
 
 setup(

@@ -50,7 +50,7 @@ from .errors import (
     UnknownAccount,
     UnknownClient,
 )
-from .money import from_nano, to_nano
+from .money import NANO, to_nano
 from .numbers import normalise_number
 from .store import Store
 from .timeutil import zone
@@ -88,10 +88,12 @@ def parse_amount(text: str | Decimal, what: str, *, negative: bool = False) -> i
 
 
 def show_amount(nanos: int) -> str:
-    """An amount as a decimal string: at least 2 places, more only where they are not 0."""
-    value = from_nano(nanos)
-    cents = value.quantize(Decimal("0.01"))
-    return format(cents if cents == value else value, "f")
+    """An amount as a decimal string: at least 2 places, more only where they are not 0.
+
+    Written from the integer (the RADIUS agent shows one in every Access-Accept)."""
+    whole, part = divmod(abs(nanos), NANO)
+    places = f"{part:09d}".rstrip("0")
+    return f"{'-' if nanos < 0 else ''}{whole}.{places:0<2}"
 
 
 @dataclass

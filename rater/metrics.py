@@ -16,6 +16,7 @@ and use, calls in progress (reservations in flight), journal entries.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import sys
@@ -59,6 +60,41 @@ def process_gone(pid: int) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class Tally:
+    """Requests of one (method, outcome) counted and timed in the worker's own memory,
+    then written to the metric files at once by :meth:`flush`: in multiprocess mode
+    every increment is a locked write to a shared file, which cost a RADIUS worker
+    more than the codec when done per packet."""
+
+    def __init__(self, requests: Any, latency: Any, outcomes: Any) -> None:
+        self._children = (requests, latency, outcomes)
+        self._count = 0
+        self._sum = 0.0
+        self._buckets = [0] * (len(BUCKETS) + 1)
+
+    def observe(self, seconds: float, n: int = 1) -> None:
+        """``n`` requests answered in ``seconds`` each."""
+        self._count += n
+        self._sum += seconds * n
+        self._buckets[bisect.bisect_left(BUCKETS, seconds)] += n
+
+    def flush(self) -> None:
+        if not self._count:
+            return
+        requests, latency, outcomes = self._children
+        requests.inc(self._count)
+        outcomes.inc(self._count)
+        # A Histogram child keeps one (non-cumulative) counter per bucket, the last one
+        # +Inf, and its sum; observe() adds 1 to one of them and the value to the sum.
+        latency._sum.inc(self._sum)
+        for i, n in enumerate(self._buckets):
+            if n:
+                latency._buckets[i].inc(n)
+        self._count = 0
+        self._sum = 0.0
+        self._buckets = [0] * (len(BUCKETS) + 1)
 
 
 class Metrics:

@@ -31,7 +31,7 @@ from .clients import Registry
 from .engine import Deck
 from .errors import InvalidArgument, NoRate, RaterError, UnknownTable
 from .radius.control import START, STOP, Call, CallControl, Decision
-from .store import Store
+from .store import GroupSync, Store
 from .v1 import manage_pb2, manage_pb2_grpc, rating_pb2, rating_pb2_grpc
 
 Code = grpc.StatusCode
@@ -142,14 +142,18 @@ class _Decks:
 
 class RatingService(rating_pb2_grpc.RatingServiceServicer):
     """``control``: the worker's call control, shared with its RADIUS agent under
-    ``lock`` (None: Authorize and the accounting calls are not served)."""
+    ``lock`` (None: Authorize and the accounting calls are not served); ``group``: the
+    worker's group sync, when its store commits without one (an accounting call is
+    answered once its commit is on disk)."""
 
     def __init__(self, store: Store, control: CallControl | None = None,
-                 lock: threading.Lock | None = None, metrics: Any = None) -> None:
+                 lock: threading.Lock | None = None, metrics: Any = None,
+                 group: GroupSync | None = None) -> None:
         self.decks = _Decks(store)
         self.control = control
         self.lock = lock or threading.Lock()
         self.metrics = metrics
+        self.group = group
 
     def _deck(self, table: str) -> Deck:
         if not table:
@@ -194,6 +198,8 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
                 return self._control().authorize(call)
 
         d = answer(context, decide)
+        if self.group is not None:
+            self.group.request(waited=False)
         if self.metrics is not None:
             self.metrics.authorizations.labels(d.outcome).inc()
         if not d.accepted:
@@ -233,6 +239,10 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
                                                end, answered)
 
         outcome = answer(context, record)
+        group = self.group
+        if group is not None:
+            made = time.monotonic()
+            answer(context, lambda: group.wait(made))
         if self.metrics is not None:
             self.metrics.accounting.labels(outcome).inc()
         return rating_pb2.CallEventReply(outcome=outcome)
@@ -358,7 +368,7 @@ class GrpcAgent:
                  grace: float = 5.0, control: CallControl | None = None,
                  lock: threading.Lock | None = None,
                  tls: tuple[bytes, bytes] | None = None, token: str | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, group: GroupSync | None = None) -> None:
         self.grace = grace
         interceptors: list[Any] = [] if metrics is None else [_Measured(metrics)]
         if token:
@@ -366,7 +376,7 @@ class GrpcAgent:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
                                   options=[("grpc.so_reuseport", 1)],
                                   interceptors=interceptors)
-        self.rating = RatingService(store, control, lock, metrics)
+        self.rating = RatingService(store, control, lock, metrics, group)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.rating, self.server)
         from .rpc_manage import ClientService, DeckService

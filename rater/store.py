@@ -20,9 +20,9 @@ in its main database under their own key prefix (a :class:`Space`):
 ``y/`` unmatched instant, source, CDR id -> nothing (mismatches by period)
 ``l/`` audit     entry number -> one change to clients, accounts, decks, NAS entries
 ``s/`` NAS       network (CIDR) -> shared secret, name, return codes (JSON)
-``g/`` calls up  client id, call key -> a call in progress: its reservation (msgpack)
-``o/`` owner     call key -> the client id of its ``g/`` record
-``u/`` load      client id -> its calls in progress in sum: count, reserved, next lapse
+``g/`` calls up  call key -> a call in progress: its client, its reservation (msgpack)
+``x/`` lapse     instant (8 bytes), call key -> nothing: when each ``g/`` record lapses
+``u/`` load      client id -> its calls in progress in sum: count, reserved (msgpack)
 
 (Named LMDB databases would need a write transaction in every process that
 opens them, which would make any command wait for a running import.)
@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -128,22 +129,11 @@ class Gate:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # A plain lock: nothing takes it twice, and it is cheaper than the default RLock.
+        self._cond = threading.Condition(threading.Lock())
         self._users = 0
         self._resizing = False
         self.shared = _Shared(self)
-
-    def _enter(self) -> None:
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._users += 1
-
-    def _leave(self) -> None:
-        with self._cond:
-            self._users -= 1
-            if not self._users:
-                self._cond.notify_all()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -170,10 +160,19 @@ class _Shared:
         self._gate = gate
 
     def __enter__(self) -> None:
-        self._gate._enter()
+        gate = self._gate
+        with gate._cond:
+            while gate._resizing:
+                gate._cond.wait()
+            gate._users += 1
 
     def __exit__(self, *exc: object) -> None:
-        self._gate._leave()
+        gate = self._gate
+        with gate._cond:
+            gate._users -= 1
+            # Only a resizer waits for the users to be gone (and it set _resizing first).
+            if not gate._users and gate._resizing:
+                gate._cond.notify_all()
 
 
 class Store:
@@ -215,7 +214,7 @@ class Store:
         self.audit = Space(b"l/")
         self.nas = Space(b"s/")
         self.calls_up = Space(b"g/")
-        self.call_owner = Space(b"o/")
+        self.calls_lapse = Space(b"x/")
         self.calls_load = Space(b"u/")
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Held shared by every call that reads a deck in place, exclusively by a resize.
@@ -340,3 +339,78 @@ class Store:
             finally:
                 for r in readers:
                     r._reattach()
+
+
+class GroupSync:
+    """fsync of an LMDB environment opened without sync, in a thread, for the commits
+    made since the last one: commits return at once, and whoever must wait for the disk
+    asks whether a commit made at a given moment is synced yet (:attr:`synced`) or waits
+    for it (:meth:`wait`).
+
+    A commit asks for its sync within ``interval`` seconds when an answer waits for it
+    (money), within ``lazy`` seconds when none does (reservations: a killed process
+    loses nothing committed, and only a machine crash could lose those few). Idle, the
+    thread sleeps (it would otherwise take the GIL from the gRPC threads)."""
+
+    def __init__(self, store: Store, interval: float, lazy: float | None = None) -> None:
+        self.store = store
+        self.interval = interval
+        self.lazy = interval if lazy is None else max(lazy, interval)
+        #: Commits made before this monotonic instant are on disk.
+        self.synced = time.monotonic()
+        #: Why the disk refused a sync (the worker then stops, to be started again).
+        self.failed: str | None = None
+        self._cond = threading.Condition()
+        self._due: float | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
+        self._thread.start()
+
+    def request(self, waited: bool = True) -> None:
+        """Commits were made: sync them soon (``waited``: an answer waits for them)."""
+        due = time.monotonic() + (self.interval if waited else self.lazy)
+        with self._cond:
+            if self._due is None or due < self._due:
+                self._due = due
+                self._cond.notify_all()
+
+    def wait(self, made: float) -> None:
+        """Return once a commit made at monotonic instant ``made`` is on disk."""
+        self.request()
+        with self._cond:
+            while self.synced <= made:
+                if self.failed is not None:
+                    raise StoreError(f"the disk refused a sync: {self.failed}")
+                self._cond.wait(self.interval * 4)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and (self._due is None or self._due > time.monotonic()):
+                    self._cond.wait(None if self._due is None
+                                    else self._due - time.monotonic())
+                if self._stop:
+                    return
+                self._due = None
+            try:
+                self.sync()
+            except Exception as exc:
+                self.failed = str(exc)
+                with self._cond:
+                    self._cond.notify_all()
+                return
+
+    def sync(self) -> None:
+        began = time.monotonic()
+        self.store.env.sync(True)
+        with self._cond:
+            self.synced = began
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+        if self.failed is None:
+            self.sync()

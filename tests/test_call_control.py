@@ -5,17 +5,20 @@ Times are given explicitly (``now``), so expiry is tested without waiting.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
-import msgpack
 import pytest
 from conftest import write
 
 from rater.clients import Client, Registry
+from rater.config import StorageConfig
 from rater.decks import Decks
 from rater.engine import Deck
+from rater.errors import StoreError
 from rater.journal import Journal
+from rater.radius import control as control_module
 from rater.radius.control import (
     ACCOUNTING_ON,
     INTERIM,
@@ -24,7 +27,7 @@ from rater.radius.control import (
     Call,
     CallControl,
 )
-from rater.store import Store
+from rater.store import GroupSync, Store
 
 T0 = 1_795_000_000
 UK = "442079460000"
@@ -47,14 +50,9 @@ def control(store: Store, decks: Decks, tmp_path: Path) -> CallControl:
 
 
 def summed(control: CallControl, store: Store, now: int) -> None:
-    """Each client's stored sum of calls in progress (when it is current) equals its
-    records."""
-    with store.read() as txn:
-        sums = {int.from_bytes(k, "big"): v for k, v in store.calls_load.items(txn)}
-    for cid, raw in sums.items():
-        count, reserved, lapse = msgpack.unpackb(raw)
-        if now < lapse:
-            assert control.reserved(cid, now=now) == (count, reserved)
+    """Each client's stored sum of calls in progress equals its records, and each record
+    has its lapse key."""
+    assert control.out_of_step() == []
 
 
 def alice(session: str, nas: str = "10.0.0.1") -> Call:
@@ -113,6 +111,27 @@ def test_a_reservation_without_stop_expires_after_its_grant_and_grace(control: C
     summed(control, store, end)
 
 
+def test_lapsed_calls_are_let_go_a_bounded_number_at_a_time(
+        control: CallControl, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_module, "SWEEP", 2)
+    for k in range(5):
+        assert control.account(alice(f"s{k}"), START, now=T0 + k) == "started"
+    late = T0 + 3600 + GRACE + 10
+    # Each write transaction lets two go, oldest first; until then they count.
+    assert control.authorize(alice("new1"), now=late).accepted       # takes the money
+    assert stored_count(store) == 5 - 2 + 1
+    assert control.authorize(alice("new2"), now=late).outcome == "no_balance"
+    assert stored_count(store) == 5 - 4 + 1
+    control.authorize(alice("new3"), now=late)
+    assert stored_count(store) == 1
+    summed(control, store, late)
+
+
+def stored_count(store: Store) -> int:
+    with store.read() as txn:
+        return sum(1 for _ in store.calls_up.items(txn))
+
+
 def test_interim_update_keeps_a_call_past_its_grace(control: CallControl, store: Store
                                                     ) -> None:
     first = control.authorize(alice("a"), now=T0)
@@ -121,7 +140,7 @@ def test_interim_update_keeps_a_call_past_its_grace(control: CallControl, store:
     assert control.account(alice("a"), INTERIM, now=end - 10) == "updated"
     assert control.reserved(1, now=end + 5)[0] == 1
     assert control.reserved(1, now=end + GRACE)[0] == 0
-    # A new call after the old one lapsed: the sum is read again from the records.
+    # A new call after the old one lapsed: the lapsed one is let go first.
     assert control.authorize(alice("b"), now=end + GRACE).credit == 1_100_000_000
     summed(control, store, end + GRACE)
 
@@ -198,3 +217,35 @@ def test_a_batch_decides_as_one_call_after_another(control: CallControl, store: 
                                            + got[3].reserved)
     assert got[3].credit == got[1].credit - got[1].reserved
     summed(control, store, T0)
+
+
+# -- group sync: commits made without fsync reach the disk in groups
+
+
+def test_group_sync_wait_returns_once_a_sync_covers_the_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data", StorageConfig(sync=False))
+    group = GroupSync(store, 0.001, lazy=30.0)
+    try:
+        store.write(lambda txn: store.meta.put(txn, b"probe", b"1"))
+        made = time.monotonic()
+        group.request(waited=False)          # due in 30 s: wait() must not take that long
+        group.wait(made)
+        assert group.synced > made
+    finally:
+        group.close()
+        store.close()
+
+
+def test_group_sync_says_when_the_disk_refuses(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data", StorageConfig(sync=False))
+    group = GroupSync(store, 0.001)
+    env = store.env
+    made = time.monotonic()
+    store.env = None  # type: ignore[assignment]   # the sync then fails, as a dead disk would
+    try:
+        with pytest.raises(StoreError, match="the disk refused a sync"):
+            group.wait(made)
+    finally:
+        store.env = env
+        group.close()
+        store.close()

@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 import pytest
 from conftest import failed, ok, run_cli, write
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -251,6 +251,14 @@ def test_show_amount(n: int, shown: str) -> None:
 ])
 def test_show_amount_tiny_amounts_are_plain_decimals(n: int, shown: str) -> None:
     assert show_amount(n) == shown
+
+
+@given(st.integers(min_value=-(2**62), max_value=2**62))
+def test_show_amount_is_the_decimal_at_cents_or_exact(n: int) -> None:
+    value = Decimal(n).scaleb(-9)
+    cents = value.quantize(Decimal("0.01"))
+    assert Decimal(show_amount(n)) == value
+    assert show_amount(n) == format(cents if cents == value else value.normalize(), "f")
 
 
 def test_balance_never_leaves_the_stored_range(journal: Journal) -> None:

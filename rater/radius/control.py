@@ -11,15 +11,18 @@ available balance pays for (live balance + credit limit - what its calls in
 progress have reserved; the exact inverse of pricing), up to its max call
 length; a postpaid client, its max call length.
 
-**Calls in progress** (``g/``, keyed by client and call; ``u/``, their sum per
-client): an accepted prepaid
-call reserves the money of its granted time; a call counts against capacity
-from its Accept (or its Start) to its Stop. The check and the reservation are
-one LMDB write transaction, and LMDB has one writer at a time across every
-process: concurrent calls of a client never reserve more than it has, whichever
-worker answers. A call that never sends Stop stops counting after its granted
-time plus ``radius.reservation_grace`` (from the Accept), or after the grace
-from its last Interim-Update, whichever is later.
+**Calls in progress** (``g/``, by call; ``x/``, by the instant each lapses;
+``u/``, their sum per client): an accepted prepaid call reserves the money of
+its granted time; a call counts against capacity from its Accept (or its Start)
+to its Stop. The check and the reservation are one LMDB write transaction, and
+LMDB has one writer at a time across every process: concurrent calls of a
+client never reserve more than it has, whichever worker answers. A call that
+never sends Stop stops counting after its granted time plus
+``radius.reservation_grace`` (from the Accept), or after the grace from its
+last Interim-Update, whichever is later: each write transaction that decides
+calls first lets go of those that have lapsed, oldest first. Calls are keyed by
+their own key, not their client's, so that a batch of new calls from many
+clients writes a few LMDB pages rather than one per client.
 
 **Accounting.** Start registers the call, Interim-Update keeps it registered,
 Stop bills it through ``cdr import``'s path (so mismatches and rerating see it)
@@ -52,13 +55,14 @@ REFRESH_EVERY = 0.5
 SOURCE = "radius"
 START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
 
-# A call in progress (g/ value, msgpack): what it reserved, for how long, when it stops
-# counting, whether it started, its NAS, the number it was granted for.
-C_AMOUNT, C_GRANTED, C_EXPIRES, C_STARTED, C_NAS, C_NUMBER = range(6)
-# A client's calls in progress in sum (u/ value): how many, what they reserve, the
-# earliest instant one of them may lapse.
-S_COUNT, S_RESERVED, S_NEXT = range(3)
-NEVER = 1 << 62
+# A call in progress (g/ value, msgpack): its client, what it reserved, for how long,
+# when it stops counting, whether it started, its NAS, the number it was granted for.
+C_CLIENT, C_AMOUNT, C_GRANTED, C_EXPIRES, C_STARTED, C_NAS, C_NUMBER = range(7)
+# A client's calls in progress in sum (u/ value): how many, what they reserve.
+S_COUNT, S_RESERVED = range(2)
+#: Lapsed calls let go by one write transaction at most (the rest by the next ones;
+#: until then they count, which errs on the side of the client's money).
+SWEEP = 1000
 
 
 @dataclass
@@ -115,26 +119,18 @@ class Decision:
         return "" if self.credit is None else show_amount(self.credit)
 
 
-@dataclass
 class _Pending:
     """A call that passed every check but capacity and money."""
 
-    call: Call
-    client: Client
-    deck: Deck
-    digits: str
+    __slots__ = ("call", "client", "deck", "digits", "key", "prepaid")
 
-    @property
-    def key(self) -> bytes:
-        return self.call.key()
-
-    @property
-    def tag(self) -> bytes:
-        return self.client.id.to_bytes(4, "big")
-
-    @property
-    def prepaid(self) -> bool:
-        return self.client.mode == "prepaid"
+    def __init__(self, call: Call, client: Client, deck: Deck, digits: str) -> None:
+        self.call = call
+        self.client = client
+        self.deck = deck
+        self.digits = digits
+        self.key = call.key()
+        self.prepaid = client.mode == "prepaid"
 
 
 class CallControl:
@@ -213,8 +209,9 @@ class CallControl:
         if deck is None or deck.currency != client.currency:
             return Decision("no_rate", "no rate table")
         digits = "+" + e164
-        with deck.using() as engine:
-            cost, _, _, _ = engine.rate(digits, now, 0)
+        # The gate itself rather than deck.using(): the same hold, for less.
+        with self.store.gate.shared:
+            cost, _, _, _ = deck.engine.rate(digits, now, 0)
         if cost < 0:
             return Decision("no_rate", "no rate for the number")
         if client.mode == "postpaid" and client.capacity is None:
@@ -231,7 +228,8 @@ class CallControl:
             return limit, 0
         if available <= 0:
             return 0, 0
-        with p.deck.using() as engine:
+        with self.store.gate.shared:
+            engine = p.deck.engine
             seconds, _ = engine.max_duration(p.digits, now, available, limit)
             if seconds <= 0:
                 return 0, 0
@@ -243,29 +241,32 @@ class CallControl:
         answered from a read transaction)."""
         answers: list[Decision | None] = [None] * len(pending)
         with self.store.read() as txn:
-            for k, p in enumerate(pending):
-                raw = self.store.calls_up.get(txn, p.tag + p.key)
-                if raw is not None:
-                    # The same call asking again (a retransmission): the same answer.
-                    mine = msgpack.unpackb(raw)
-                    summary = self._stored_summary(txn, p.client.id)
-                    if (mine[C_EXPIRES] > now and mine[C_NUMBER] == p.digits
-                            and summary is not None and now < summary[S_NEXT]):
-                        answers[k] = self._same_answer(txn, p, mine, summary[S_RESERVED])
+            if not self._lapse_due(txn, now):
+                for k, p in enumerate(pending):
+                    raw = self.store.calls_up.get(txn, p.key)
+                    if raw is not None:
+                        # The same call asking again (a retransmission): the same answer.
+                        mine = msgpack.unpackb(raw)
+                        if (mine[C_CLIENT] == p.client.id and mine[C_EXPIRES] > now
+                                and mine[C_NUMBER] == p.digits):
+                            answers[k] = self._same_answer(txn, p, mine)
         todo = [k for k, a in enumerate(answers) if a is None]
         if todo:
             def apply(txn: Any) -> list[Decision]:
+                self._sweep(txn, now)
                 return [self._register_one(txn, pending[k], now) for k in todo]
 
             for k, d in zip(todo, self.store.write(apply), strict=True):
                 answers[k] = d
         return [a for a in answers if a is not None]
 
-    def _same_answer(self, txn: Any, p: _Pending, mine: list[Any], reserved: int) -> Decision:
+    def _same_answer(self, txn: Any, p: _Pending, mine: list[Any]) -> Decision:
         client = p.client
-        live, _ = read_balance(self.store, txn, client.id)
-        credit = (live + client.credit_limit - reserved + mine[C_AMOUNT] if p.prepaid
-                  else None)
+        credit = None
+        if p.prepaid:
+            live, _ = read_balance(self.store, txn, client.id)
+            credit = (live + client.credit_limit - self._summary(txn, client.id)[S_RESERVED]
+                      + mine[C_AMOUNT])
         return Decision("accepted", "", seconds=mine[C_GRANTED], credit=credit,
                         currency=client.currency, prepaid=p.prepaid, reserved=mine[C_AMOUNT])
 
@@ -274,15 +275,15 @@ class CallControl:
         if self._billed(txn, p.call):
             # A late copy of the request of a call already stopped and billed.
             return Decision("call_ended", "the call has ended")
-        count, reserved, _ = self._summary(txn, client.id, now)
-        raw = self.store.calls_up.get(txn, p.tag + p.key)
+        raw = self.store.calls_up.get(txn, p.key)
         if raw is not None:
             mine = msgpack.unpackb(raw)
-            if mine[C_NUMBER] == p.digits:
-                return self._same_answer(txn, p, mine, reserved)
-            # The same session asking for another number: decided again, from scratch.
-            self._remove(txn, p.tag + p.key, now)
-            count, reserved, _ = self._summary(txn, client.id, now)
+            if mine[C_CLIENT] == client.id and mine[C_NUMBER] == p.digits:
+                return self._same_answer(txn, p, mine)
+            # The same session asking for another number (or as another client):
+            # decided again, from scratch.
+            self._remove(txn, p.key, mine)
+        count, reserved = self._summary(txn, client.id)
         if client.capacity is not None and count >= client.capacity:
             return Decision("capacity", "too many calls in progress")
         credit = None
@@ -293,81 +294,123 @@ class CallControl:
         if seconds <= 0:
             return Decision("no_balance", "no balance", credit=credit,
                             currency=client.currency, prepaid=True)
-        record = [amount, seconds, now + seconds + self.grace, False, p.call.nas, p.digits]
-        self._add(txn, client.id, p.key, record, now)
+        self._add(txn, p.key, [client.id, amount, seconds, now + seconds + self.grace, False,
+                               p.call.nas, p.digits], (count, reserved))
         return Decision("accepted", "", seconds=seconds, credit=credit,
                         currency=client.currency, prepaid=p.prepaid, reserved=amount)
 
-    # -- calls in progress: g/ records, and per client (u/) their count, what they
-    # reserve and the earliest time one of them may lapse; a summary is read instead of
-    # every record until that time comes (then the records are read, lapsed ones let go).
+    # -- calls in progress: a g/ record per call, an x/ key per record (the instant it
+    # lapses, then the call key: oldest first), and per client (u/) their count and what
+    # they reserve, kept in step with the records by _add and _remove alone.
 
-    def _stored_summary(self, txn: Any, client_id: int) -> list[int] | None:
+    def _summary(self, txn: Any, client_id: int) -> tuple[int, int]:
+        """(count, reserved) of a client's calls in progress, lapsed ones not yet let go
+        included."""
         raw = self.store.calls_load.get(txn, client_id.to_bytes(4, "big"))
-        return None if raw is None else list(msgpack.unpackb(raw))
+        if raw is None:
+            return 0, 0
+        count, reserved = msgpack.unpackb(raw)
+        return count, reserved
 
-    def _summary(self, txn: Any, client_id: int, now: int) -> list[int]:
-        """[count, reserved, next lapse] of a client's calls in progress (write txn)."""
-        summary = self._stored_summary(txn, client_id)
-        if summary is not None and now < summary[S_NEXT]:
-            return summary
-        tag = client_id.to_bytes(4, "big")
-        count = reserved = 0
-        nearest = NEVER
-        gone = []
-        for k, raw in self.store.calls_up.items(txn, tag):
-            rec = msgpack.unpackb(raw)
-            if rec[C_EXPIRES] <= now:
-                gone.append(k)
-                continue
-            count += 1
-            reserved += rec[C_AMOUNT]
-            nearest = min(nearest, rec[C_EXPIRES])
-        for k in gone:
-            self.store.calls_up.delete(txn, k)
-            self.store.call_owner.delete(txn, k[4:])
-        summary = [count, reserved, nearest]
-        self._put_summary(txn, client_id, summary)
-        return summary
-
-    def _put_summary(self, txn: Any, client_id: int, summary: list[int]) -> None:
+    def _put_summary(self, txn: Any, client_id: int, count: int, reserved: int) -> None:
         key = client_id.to_bytes(4, "big")
-        if summary[S_COUNT]:
-            self.store.calls_load.put(txn, key, msgpack.packb(summary))
+        if count:
+            self.store.calls_load.put(txn, key, msgpack.packb((count, reserved)))
         else:
             self.store.calls_load.delete(txn, key)
 
-    def _add(self, txn: Any, client_id: int, key: bytes, record: list[Any], now: int) -> None:
-        summary = self._summary(txn, client_id, now)
-        tag = client_id.to_bytes(4, "big")
-        self.store.calls_up.put(txn, tag + key, msgpack.packb(record))
-        self.store.call_owner.put(txn, key, tag)
-        self._put_summary(txn, client_id, [summary[S_COUNT] + 1,
-                                           summary[S_RESERVED] + record[C_AMOUNT],
-                                           min(summary[S_NEXT], record[C_EXPIRES])])
+    @staticmethod
+    def _lapse_key(expires: int, key: bytes) -> bytes:
+        return expires.to_bytes(8, "big") + key
 
-    def _remove(self, txn: Any, gkey: bytes, now: int) -> None:
-        """Let a call in progress go (its g/ key: client id + call key)."""
-        client_id = int.from_bytes(gkey[:4], "big")
-        summary = self._summary(txn, client_id, now)
-        raw = self.store.calls_up.get(txn, gkey)
-        if raw is None:
-            return                      # lapsed, and let go by _summary just now
-        record = msgpack.unpackb(raw)
-        self.store.calls_up.delete(txn, gkey)
-        self.store.call_owner.delete(txn, gkey[4:])
-        self._put_summary(txn, client_id, [summary[S_COUNT] - 1,
-                                           summary[S_RESERVED] - record[C_AMOUNT],
-                                           summary[S_NEXT]])
+    def _add(self, txn: Any, key: bytes, record: list[Any],
+             summary: tuple[int, int] | None = None) -> None:
+        """Register a call in progress under ``key`` (none is there; ``summary``: its
+        client's, if just read)."""
+        count, reserved = summary or self._summary(txn, record[C_CLIENT])
+        self.store.calls_up.put(txn, key, msgpack.packb(record))
+        self.store.calls_lapse.put(txn, self._lapse_key(record[C_EXPIRES], key), b"")
+        self._put_summary(txn, record[C_CLIENT], count + 1, reserved + record[C_AMOUNT])
+
+    def _remove(self, txn: Any, key: bytes, record: list[Any]) -> None:
+        """Let go of the call in progress ``record``, stored under ``key``."""
+        count, reserved = self._summary(txn, record[C_CLIENT])
+        self.store.calls_up.delete(txn, key)
+        self.store.calls_lapse.delete(txn, self._lapse_key(record[C_EXPIRES], key))
+        self._put_summary(txn, record[C_CLIENT], count - 1, reserved - record[C_AMOUNT])
+
+    def _move(self, txn: Any, key: bytes, record: list[Any], new_key: bytes,
+              expires: int) -> None:
+        """Store a call's record again, under ``new_key``, lapsing at ``expires``."""
+        if expires != record[C_EXPIRES] or new_key != key:
+            self.store.calls_lapse.delete(txn, self._lapse_key(record[C_EXPIRES], key))
+            self.store.calls_lapse.put(txn, self._lapse_key(expires, new_key), b"")
+        if new_key != key:
+            self._free(txn, new_key)
+            self.store.calls_up.delete(txn, key)
+        record[C_EXPIRES] = expires
+        self.store.calls_up.put(txn, new_key, msgpack.packb(record))
+
+    def _free(self, txn: Any, key: bytes) -> None:
+        """Let go of whatever call is stored under ``key`` (another client's, with the same
+        session id), before another takes the key."""
+        raw = self.store.calls_up.get(txn, key)
+        if raw is not None:
+            self._remove(txn, key, msgpack.unpackb(raw))
+
+    def _lapse_due(self, txn: Any, now: int) -> bool:
+        """Whether some call in progress has lapsed and is still counted."""
+        for key, _ in self.store.calls_lapse.items(txn):
+            return int.from_bytes(key[:8], "big") <= now
+        return False
+
+    def _sweep(self, txn: Any, now: int) -> None:
+        """Let go of the calls that have lapsed by ``now`` (SWEEP at most)."""
+        gone: list[bytes] = []
+        for lkey, _ in self.store.calls_lapse.items(txn):
+            if int.from_bytes(lkey[:8], "big") > now or len(gone) == SWEEP:
+                break
+            gone.append(bytes(lkey))
+        for lkey in gone:
+            key = lkey[8:]
+            raw = self.store.calls_up.get(txn, key)
+            record = None if raw is None else msgpack.unpackb(raw)
+            if record is not None and record[C_EXPIRES] == int.from_bytes(lkey[:8], "big"):
+                self._remove(txn, key, record)
+            else:
+                self.store.calls_lapse.delete(txn, lkey)    # no record of its own
+
+    def out_of_step(self) -> list[str]:
+        """What disagrees among the calls in progress: each client's sum against its
+        records, each record against its lapse key (empty when all is well)."""
+        problems = []
+        with self.store.read() as txn:
+            sums: dict[int, tuple[int, int]] = {}
+            lapses = {bytes(k) for k, _ in self.store.calls_lapse.items(txn)}
+            for key, raw in self.store.calls_up.items(txn):
+                rec = msgpack.unpackb(raw)
+                count, reserved = sums.get(rec[C_CLIENT], (0, 0))
+                sums[rec[C_CLIENT]] = (count + 1, reserved + rec[C_AMOUNT])
+                lkey = self._lapse_key(rec[C_EXPIRES], bytes(key))
+                if lkey not in lapses:
+                    problems.append(f"call {bytes(key)!r} has no lapse key")
+                lapses.discard(lkey)
+            problems += [f"lapse key {k!r} has no call" for k in sorted(lapses)]
+            stored = {int.from_bytes(k, "big"): tuple(msgpack.unpackb(v))
+                      for k, v in self.store.calls_load.items(txn)}
+        for cid in sorted(set(sums) | set(stored)):
+            if sums.get(cid) != stored.get(cid):
+                problems.append(f"client {cid}: sum {stored.get(cid)}, records {sums.get(cid)}")
+        return problems
 
     def reserved(self, client_id: int, now: int | None = None) -> tuple[int, int]:
         """(calls in progress, money they reserve) of a client, for people and tests."""
         now = int(time.time()) if now is None else now
         with self.store.read() as txn:
             count = total = 0
-            for _, raw in self.store.calls_up.items(txn, client_id.to_bytes(4, "big")):
+            for _, raw in self.store.calls_up.items(txn):
                 rec = msgpack.unpackb(raw)
-                if rec[C_EXPIRES] > now:
+                if rec[C_CLIENT] == client_id and rec[C_EXPIRES] > now:
                     count += 1
                     total += rec[C_AMOUNT]
         return count, total
@@ -393,14 +436,16 @@ class CallControl:
             outcome = "ignored"
         return outcome
 
-    def _find(self, txn: Any, call: Call, client: Client | None) -> tuple[bytes, bytes] | None:
-        """The g/ key of a call in progress and its own key (by session id, else who),
-        if it is ``client``'s (another client's call with the same key is not this one)."""
+    def _find(self, txn: Any, call: Call, client: Client | None
+              ) -> tuple[bytes, list[Any]] | None:
+        """The key and record of a call in progress (by session id, else who), if it is
+        ``client``'s (another client's call with the same key is not this one)."""
         for key in (call.key(), call.alternate_key()):
-            owner = self.store.call_owner.get(txn, key)
-            if owner is not None and (client is None
-                                      or int.from_bytes(owner, "big") == client.id):
-                return bytes(owner) + key, key
+            raw = self.store.calls_up.get(txn, key)
+            if raw is not None:
+                record = msgpack.unpackb(raw)
+                if client is None or record[C_CLIENT] == client.id:
+                    return key, record
         return None
 
     def _billed(self, txn: Any, call: Call) -> bool:
@@ -426,26 +471,20 @@ class CallControl:
                 return "ended"
             found = self._find(txn, call, client)
             if found is not None:
-                gkey, key = found
-                rec = msgpack.unpackb(self.store.calls_up.get(txn, gkey))
+                key, rec = found
                 rec[C_STARTED] = True
                 # The gateway counts the grant from the answer: the call may last that
                 # long from its Start.
                 last = now + (rec[C_GRANTED] if status == START else 0) + self.grace
-                rec[C_EXPIRES] = max(rec[C_EXPIRES], last)
-                if key != call.key():
-                    # Registered at Accept without a session id: known by it from now on.
-                    self.store.calls_up.delete(txn, gkey)
-                    self.store.call_owner.delete(txn, key)
-                    gkey = gkey[:4] + call.key()
-                    self.store.call_owner.put(txn, call.key(), gkey[:4])
-                self.store.calls_up.put(txn, gkey, msgpack.packb(rec))
+                # Registered at Accept without a session id: known by it from now on.
+                self._move(txn, key, rec, call.key(), max(rec[C_EXPIRES], last))
                 return "started" if status == START else "updated"
             if client is None:
                 return "unknown-account"
-            rec = [0, client.max_call_length, now + client.max_call_length + self.grace, True,
-                   call.nas, ""]
-            self._add(txn, client.id, call.key(), rec, now)
+            self._free(txn, call.key())
+            self._add(txn, call.key(), [client.id, 0, client.max_call_length,
+                                        now + client.max_call_length + self.grace, True,
+                                        call.nas, ""])
             return "started" if status == START else "updated"
 
         result: str = self.store.write(apply)
@@ -461,7 +500,7 @@ class CallControl:
         def release(txn: Any) -> None:
             found = self._find(txn, call, client)
             if found is not None:
-                self._remove(txn, found[0], now)
+                self._remove(txn, *found)
 
         summary = bill_call(self.store, self._pricer, SOURCE, call.cdr_id(), start,
                             session_time, call.called,
@@ -479,12 +518,10 @@ class CallControl:
     def _nas_restarted(self, nas: str) -> str:
         """Accounting-On/Off: the NAS restarted, its calls are gone."""
         def apply(txn: Any) -> None:
-            for k, raw in list(self.store.calls_up.items(txn)):
-                if msgpack.unpackb(raw)[C_NAS] == nas:
-                    self.store.calls_up.delete(txn, k)
-                    self.store.call_owner.delete(txn, k[4:])
-                    # The client's sum is read again from its records next time.
-                    self.store.calls_load.delete(txn, k[:4])
+            for key, raw in list(self.store.calls_up.items(txn)):
+                record = msgpack.unpackb(raw)
+                if record[C_NAS] == nas:
+                    self._remove(txn, key, record)
 
         self.store.write(apply)
         return "nas-restarted"

@@ -16,7 +16,6 @@ the old one kept) and passes it on. A worker that dies is started again.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import selectors
@@ -33,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics
+from .._radius import Datagrams
 from ..errors import ConfigError, RaterError
-from ..metrics import Metrics
+from ..metrics import Metrics, Tally
 from ..nas import NasTable, nas_generation
 from ..settings import NasEntry, Settings, load
-from ..store import Store
+from ..store import GroupSync, Store
 from . import packet
 from .control import Call, CallControl, Decision
 
@@ -61,27 +61,31 @@ class Counters:
     errors: int = 0
     #: The Prometheus side, when metrics are on.
     metrics: Metrics | None = None
-    _children: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
+    _tallies: dict[str, Tally] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.dropped.labels(reason).inc()
 
-    def answer(self, method: str, outcome: str, began: float) -> None:
+    def answer(self, method: str, outcome: str, seconds: float, n: int = 1) -> None:
+        """Count ``n`` answers given ``seconds`` after their requests arrived (kept until
+        :meth:`flush`, for the metrics)."""
         key = f"{method}-{outcome}"
-        self.answered[key] = self.answered.get(key, 0) + 1
+        self.answered[key] = self.answered.get(key, 0) + n
         m = self.metrics
         if m is not None:
-            children = self._children.get(key)
-            if children is None:
-                # Looking a labelled child up costs more than counting with it.
-                children = self._children[key] = (
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = Tally(
                     m.requests.labels("radius", method), m.latency.labels("radius", method),
                     (m.authorizations if method == "access" else m.accounting).labels(outcome))
-            children[0].inc()
-            children[1].observe(time.perf_counter() - began)
-            children[2].inc()
+            tally.observe(seconds, n)
+
+    def flush(self) -> None:
+        """Write the answers counted so far to the metrics."""
+        for tally in self._tallies.values():
+            tally.flush()
 
     def fail(self, code: str, n: int = 1) -> None:
         self.errors += n
@@ -117,53 +121,6 @@ def cisco_time(text: str | None) -> int | None:
     return int((t - datetime(1970, 1, 1)).total_seconds())
 
 
-class GroupSync:
-    """fsync of the LMDB environment in a thread, at most every ``interval`` seconds and
-    only after commits: they return at once, and whoever must wait for the disk asks
-    whether a commit made at a given moment is synced yet. Idle, the thread sleeps (it
-    would otherwise take the GIL from the gRPC threads every interval)."""
-
-    def __init__(self, store: Store, interval: float) -> None:
-        self.store = store
-        self.interval = interval
-        #: Commits made before this monotonic instant are on disk.
-        self.synced = time.monotonic()
-        #: Why the disk refused a sync (the worker then stops, to be started again).
-        self.failed: str | None = None
-        self._stop = threading.Event()
-        self._wanted = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
-        self._thread.start()
-
-    def request(self) -> None:
-        """Commits were made: sync them soon."""
-        self._wanted.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            if self._stop.wait(self.interval):
-                return
-            self._wanted.clear()
-            try:
-                self.sync()
-            except Exception as exc:
-                self.failed = str(exc)
-                return
-
-    def sync(self) -> None:
-        began = time.monotonic()
-        self.store.env.sync(True)
-        self.synced = began
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wanted.set()
-        self._thread.join()
-        if self.failed is None:
-            self.sync()
-
-
 class Worker:
     """One process's RADIUS agent."""
 
@@ -178,14 +135,20 @@ class Worker:
         grouped = settings.storage.sync and settings.sync_interval_ms > 0
         storage = replace(settings.storage, sync=False) if grouped else settings.storage
         self.store = Store(data_dir, storage)
-        self.group = GroupSync(self.store, settings.sync_interval_ms / 1000) if grouped else None
-        #: Accounting-Responses waiting for the group sync of their commit.
-        self._waiting: list[tuple[float, socket.socket, bytes, Any]] = []
+        self.group = GroupSync(self.store, settings.sync_interval_ms / 1000,
+                               settings.reservation_sync_ms / 1000) if grouped else None
+        #: Accounting-Responses waiting for the group sync of their commit: when it was
+        #: made, the socket, the reply, the address to send it to.
+        self._waiting: list[tuple[float, socket.socket, bytes, bytes]] = []
+        #: Datagrams in and out, a batch per system call.
+        self._datagrams = Datagrams()
         self.control = CallControl(self.store, settings.reservation_grace)
         #: Held while the call control decides: the gRPC threads share it.
         self.lock = threading.Lock()
         self._nas_generation = nas_generation(self.store)
         self.nas = NasTable.of(self.store, settings.nas)
+        #: The return codes of each NAS entry of self.nas, by its id().
+        self._codes: dict[int, dict[str, str]] = {}
         self._stop = False
         self._reload = False
         self.auth = self._bind(settings.auth_port)
@@ -198,7 +161,7 @@ class Worker:
             self.grpc = GrpcAgent(self.store, settings.listen, settings.grpc_port,
                                   settings.grpc_threads, settings.grpc_grace, self.control,
                                   self.lock, settings.grpc_tls, settings.grpc_token,
-                                  self.counters.metrics)
+                                  self.counters.metrics, self.group)
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(family(self.settings.listen), socket.SOCK_DGRAM)
@@ -257,6 +220,7 @@ class Worker:
             if self.group is not None:
                 self.group.close()
             self._answer_synced()
+            self.counters.flush()
             log.info("worker %d: %s", self.number, self.counters.line())
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
@@ -279,34 +243,29 @@ class Worker:
         Access-Requests of one batch are decided together: those that reserve share
         one write transaction (one commit, one turn of the writer lock).
         """
-        batch: list[tuple[bytes, Any]] = []
         began = time.perf_counter()
-        for _ in range(BATCH):
-            try:
-                batch.append(sock.recvfrom(packet.MAX_PACKET + 1))
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in (errno.ECONNREFUSED, errno.EAGAIN):
-                    break
-                raise
+        batch = self._datagrams.receive(sock.fileno(), BATCH)
         if not batch:
             return
         if auth:
-            replies = self.handle_access([(data, addr[0]) for data, addr in batch], began)
+            replies = self.handle_access([(data, source) for data, source, _ in batch], began)
         else:
-            replies = [self.handle_accounting(data, addr[0]) for data, addr in batch]
+            replies = [self.handle_accounting(data, source) for data, source, _ in batch]
         if self.group is not None:
-            self.group.request()
-        for (_, addr), reply in zip(batch, replies, strict=True):
+            # Accounting-Responses wait for the disk; Access-Accepts do not.
+            self.group.request(waited=not auth)
+        now = time.monotonic()
+        out = []
+        for (_, _, addr), reply in zip(batch, replies, strict=True):
             if reply is None:
                 continue
             if not auth and self.group is not None:
                 # Billed money: answered once the disk has it.
-                self._waiting.append((time.monotonic(), sock, reply, addr))
+                self._waiting.append((now, sock, reply, addr))
             else:
-                with contextlib.suppress(OSError):
-                    sock.sendto(reply, addr)
+                out.append((reply, addr))
+        self._datagrams.send(sock.fileno(), out)
+        self.counters.flush()
 
     def _answer_synced(self) -> None:
         if not self._waiting or self.group is None:
@@ -315,8 +274,7 @@ class Worker:
         keep = []
         for item in self._waiting:
             if item[0] < synced:
-                with contextlib.suppress(OSError):
-                    item[1].sendto(item[2], item[3])
+                self._datagrams.send(item[1].fileno(), [(item[2], item[3])])
             else:
                 keep.append(item)
         self._waiting = keep
@@ -332,6 +290,7 @@ class Worker:
             self._nas_generation = generation
             try:
                 self.nas = NasTable.of(self.store, self.settings.nas)
+                self._codes = {}
             except ConfigError as exc:
                 log.error("worker %d: NAS entries not reloaded: %s", self.number, exc)
         with self.lock:
@@ -346,6 +305,7 @@ class Worker:
             return
         self.settings = as_started(settings, self.settings)
         self.nas = nas
+        self._codes = {}
         with self.lock:
             self.control.grace = settings.reservation_grace
             self.control.refresh(force=True)
@@ -388,6 +348,7 @@ class Worker:
         decisions = self._decide([call for _, call, _ in good])
         replies: list[bytes | None] = []
         answers = iter(zip(good, decisions, strict=True))
+        outcomes: dict[str, int] = {}
         for r in read:
             if r is None:
                 replies.append(None)
@@ -405,7 +366,11 @@ class Worker:
                 log.debug("reply to %s not sent: %s", r[1].nas, exc)
                 replies.append(None)
                 continue
-            self.counters.answer("access", decision.outcome, began)
+            outcomes[decision.outcome] = outcomes.get(decision.outcome, 0) + 1
+        # A batch is answered at once: one latency for all its requests.
+        seconds = time.perf_counter() - began
+        for outcome, n in outcomes.items():
+            self.counters.answer("access", outcome, seconds, n)
         return replies
 
     def _decide(self, calls: list[Call]) -> list[Decision | None]:
@@ -468,12 +433,16 @@ class Worker:
             self.counters.drop("oversized")
             log.debug("reply to %s not sent: %s", source, exc)
             return None
-        self.counters.answer("accounting", outcome, began)
+        self.counters.answer("accounting", outcome, time.perf_counter() - began)
         return reply
 
     def access_reply(self, d: Decision, nas: NasEntry) -> tuple[int, list[tuple[str, str | int]]]:
-        codes = {**self.settings.return_codes, **nas.return_codes}
-        code = str(codes[d.outcome])
+        codes = self._codes.get(id(nas))
+        if codes is None:
+            # Per NAS entry, while it is in the table (both are replaced together).
+            codes = self._codes[id(nas)] = {
+                k: str(v) for k, v in {**self.settings.return_codes, **nas.return_codes}.items()}
+        code = codes[d.outcome]
         if not d.accepted:
             return packet.ACCESS_REJECT, [("Reply-Message", d.message),
                                           ("h323-return-code", code)]
@@ -494,6 +463,7 @@ def as_started(loaded: Settings, started: Settings) -> Settings:
     address, ports and workers, storage, the gRPC agent and the metrics endpoint."""
     return replace(loaded, **{name: getattr(started, name) for name in (
         "listen", "workers", "auth_port", "acct_port", "storage", "sync_interval_ms",
+        "reservation_sync_ms",
         "metrics_enabled", "metrics_port", "grpc_enabled", "grpc_port", "grpc_threads",
         "grpc_grace", "grpc_tls", "grpc_token")})
 
