@@ -199,7 +199,7 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
 
         d = answer(context, decide)
         if self.group is not None:
-            self.group.request(waited=False)
+            self.group.request()
         if self.metrics is not None:
             self.metrics.authorizations.labels(d.outcome).inc()
         if not d.accepted:

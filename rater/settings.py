@@ -59,8 +59,6 @@ class Settings:
     storage: StorageConfig
     #: Group sync period of rater serve (0: fsync each commit).
     sync_interval_ms: int
-    #: How soon a commit no answer waits for (a reservation) reaches the disk.
-    reservation_sync_ms: int
     metrics_enabled: bool
     metrics_port: int
     grpc_enabled: bool
@@ -246,9 +244,6 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
     if not 0 <= storage["sync_interval_ms"] <= 1000:
         raise ConfigError(f"storage.sync_interval_ms = {storage['sync_interval_ms']}: "
                           f"0 to 1000")
-    if not 0 <= storage["reservation_sync_ms"] <= 60_000:
-        raise ConfigError(f"storage.reservation_sync_ms = {storage['reservation_sync_ms']}: "
-                          f"0 to 60000")
     stored = StorageConfig(map_size=storage["map_size"], max_map_size=storage["max_map_size"],
                            sync=storage["sync"])
     return Settings(listen=serve["listen"], workers=serve["workers"],
@@ -257,7 +252,6 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
                     reservation_grace=radius["reservation_grace"],
                     return_codes=dict(radius["return_codes"]), storage=stored,
                     sync_interval_ms=storage["sync_interval_ms"],
-                    reservation_sync_ms=storage["reservation_sync_ms"],
                     metrics_enabled=metrics["enabled"], metrics_port=metrics["port"],
                     grpc_enabled=rpc["enabled"], grpc_port=rpc["port"],
                     grpc_threads=rpc["threads"], grpc_grace=rpc["grace_seconds"],

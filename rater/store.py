@@ -342,20 +342,15 @@ class Store:
 
 
 class GroupSync:
-    """fsync of an LMDB environment opened without sync, in a thread, for the commits
-    made since the last one: commits return at once, and whoever must wait for the disk
-    asks whether a commit made at a given moment is synced yet (:attr:`synced`) or waits
-    for it (:meth:`wait`).
+    """fsync of an LMDB environment opened without sync, in a thread, at most every
+    ``interval`` seconds and only after commits: commits return at once, and whoever
+    must wait for the disk asks whether a commit made at a given moment is synced yet
+    (:attr:`synced`) or waits for it (:meth:`wait`). Idle, the thread sleeps (it would
+    otherwise take the GIL from the gRPC threads)."""
 
-    A commit asks for its sync within ``interval`` seconds when an answer waits for it
-    (money), within ``lazy`` seconds when none does (reservations: a killed process
-    loses nothing committed, and only a machine crash could lose those few). Idle, the
-    thread sleeps (it would otherwise take the GIL from the gRPC threads)."""
-
-    def __init__(self, store: Store, interval: float, lazy: float | None = None) -> None:
+    def __init__(self, store: Store, interval: float) -> None:
         self.store = store
         self.interval = interval
-        self.lazy = interval if lazy is None else max(lazy, interval)
         #: Commits made before this monotonic instant are on disk.
         self.synced = time.monotonic()
         #: Why the disk refused a sync (the worker then stops, to be started again).
@@ -366,12 +361,11 @@ class GroupSync:
         self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
         self._thread.start()
 
-    def request(self, waited: bool = True) -> None:
-        """Commits were made: sync them soon (``waited``: an answer waits for them)."""
-        due = time.monotonic() + (self.interval if waited else self.lazy)
+    def request(self) -> None:
+        """Commits were made: sync them within the interval."""
         with self._cond:
-            if self._due is None or due < self._due:
-                self._due = due
+            if self._due is None:
+                self._due = time.monotonic() + self.interval
                 self._cond.notify_all()
 
     def wait(self, made: float) -> None:

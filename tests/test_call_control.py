@@ -224,12 +224,11 @@ def test_a_batch_decides_as_one_call_after_another(control: CallControl, store: 
 
 def test_group_sync_wait_returns_once_a_sync_covers_the_commit(tmp_path: Path) -> None:
     store = Store(tmp_path / "data", StorageConfig(sync=False))
-    group = GroupSync(store, 0.001, lazy=30.0)
+    group = GroupSync(store, 0.001)
     try:
         store.write(lambda txn: store.meta.put(txn, b"probe", b"1"))
         made = time.monotonic()
-        group.request(waited=False)          # due in 30 s: wait() must not take that long
-        group.wait(made)
+        group.wait(made)                     # asks for the sync itself
         assert group.synced > made
     finally:
         group.close()

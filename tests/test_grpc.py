@@ -4,8 +4,11 @@ health, reflection, and the table of error statuses."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,11 +22,14 @@ from test_radius_serve import Server, populate, start
 
 from rater import errors
 from rater.cli import EXIT_CODES
+from rater.config import StorageConfig
 from rater.engine import Deck
 from rater.journal import Journal
-from rater.rpc import REJECTS, STATUS
+from rater.radius.control import CallControl
+from rater.radius.server import free_ports
+from rater.rpc import REJECTS, STATUS, GrpcAgent
 from rater.settings import OUTCOMES
-from rater.store import Store
+from rater.store import GroupSync, Store
 from rater.tariff import RateRow, Tier, describe_tiers
 from rater.v1 import manage_pb2, manage_pb2_grpc, rating_pb2, rating_pb2_grpc
 
@@ -391,8 +397,6 @@ def test_rate_by_client_uses_its_table_in_force(rating: rating_pb2_grpc.RatingSe
 
 
 def test_a_stopping_agent_says_not_serving_before_it_drains(tmp_path: Path) -> None:
-    from rater.rpc import GrpcAgent
-
     store = Store(tmp_path / "data")
     agent = GrpcAgent(store, "127.0.0.1", 0, threads=2, grace=0.5)
     try:
@@ -421,4 +425,32 @@ def test_a_stopping_agent_says_not_serving_before_it_drains(tmp_path: Path) -> N
         assert seen == [health_pb2.HealthCheckResponse.NOT_SERVING]
         assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
+        store.close()
+
+
+def test_accounting_is_answered_once_its_commit_is_on_disk(tmp_path: Path) -> None:
+    """In a worker the store commits without fsync; a StopCall's reply waits for the
+    group sync that covers its commit (a sync every 0.3 s here: a reply that did not
+    wait would come back before any sync began)."""
+    populate(tmp_path / "data")
+    store = Store(tmp_path / "data", StorageConfig(sync=False))
+    group = GroupSync(store, 0.3)
+    control = CallControl(store)
+    (port,) = free_ports("127.0.0.1", [socket.SOCK_STREAM])
+    agent = GrpcAgent(store, "127.0.0.1", port, threads=2, grace=0.5, control=control,
+                      lock=threading.Lock(), group=group)
+    agent.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = rating_pb2_grpc.RatingServiceStub(channel)
+            event = rating_pb2.CallEvent(nas="127.0.0.1", username="bob",
+                                         called="442079460000", session_id="d-1",
+                                         duration_seconds=30, end=Timestamp(seconds=T0 + 30))
+            before = time.monotonic()
+            assert stub.StopCall(event, timeout=10).outcome == "billed"
+            assert group.synced > before
+    finally:
+        agent.stop()
+        group.close()
+        control.close()
         store.close()

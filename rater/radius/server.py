@@ -135,8 +135,7 @@ class Worker:
         grouped = settings.storage.sync and settings.sync_interval_ms > 0
         storage = replace(settings.storage, sync=False) if grouped else settings.storage
         self.store = Store(data_dir, storage)
-        self.group = GroupSync(self.store, settings.sync_interval_ms / 1000,
-                               settings.reservation_sync_ms / 1000) if grouped else None
+        self.group = GroupSync(self.store, settings.sync_interval_ms / 1000) if grouped else None
         #: Accounting-Responses waiting for the group sync of their commit: when it was
         #: made, the socket, the reply, the address to send it to.
         self._waiting: list[tuple[float, socket.socket, bytes, bytes]] = []
@@ -252,8 +251,7 @@ class Worker:
         else:
             replies = [self.handle_accounting(data, source) for data, source, _ in batch]
         if self.group is not None:
-            # Accounting-Responses wait for the disk; Access-Accepts do not.
-            self.group.request(waited=not auth)
+            self.group.request()
         now = time.monotonic()
         out = []
         for (_, _, addr), reply in zip(batch, replies, strict=True):
@@ -463,7 +461,6 @@ def as_started(loaded: Settings, started: Settings) -> Settings:
     address, ports and workers, storage, the gRPC agent and the metrics endpoint."""
     return replace(loaded, **{name: getattr(started, name) for name in (
         "listen", "workers", "auth_port", "acct_port", "storage", "sync_interval_ms",
-        "reservation_sync_ms",
         "metrics_enabled", "metrics_port", "grpc_enabled", "grpc_port", "grpc_threads",
         "grpc_grace", "grpc_tls", "grpc_token")})
 
