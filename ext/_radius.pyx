@@ -206,7 +206,7 @@ cdef void hmac_into(const Pads* pads, const unsigned char* p, Py_ssize_t n,
     md5_final(&m, out)
 
 
-def md5(bytes data):
+def md5(bytes data not None):
     """MD5 of ``data`` (the same as hashlib.md5(data).digest())."""
     cdef MD5 m
     cdef unsigned char out[16]
@@ -216,7 +216,7 @@ def md5(bytes data):
     return PyBytes_FromStringAndSize(<char*>out, 16)
 
 
-def hmac_md5(bytes secret, bytes message):
+def hmac_md5(bytes secret not None, bytes message not None):
     """HMAC-MD5 of ``message`` under ``secret`` (the same as hmac.digest(..., "md5"))."""
     cdef unsigned char out[16]
     hmac_into(pads_of(secret), <const unsigned char*>PyBytes_AS_STRING(message),
@@ -253,7 +253,7 @@ cdef bint kept(int kind) noexcept nogil:
             or kind == NAS_IPV6_ADDRESS or kind == ACCT_DELAY_TIME)
 
 
-def decode(bytes data, bytes secret, bint require_message_authenticator=True):
+def decode(bytes data not None, bytes secret not None, bint require_message_authenticator=True):
     """rater.radius.packet.decode, which documents it."""
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data), length, pos, end, ma_at = -1
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
@@ -503,7 +503,7 @@ cdef inline void raw_bytes(Reply* r, bytes b) noexcept:
     put(r, <const unsigned char*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
 
-def encode_reply(request, int code, bytes secret, attributes):
+def encode_reply(request, int code, bytes secret not None, attributes):
     """rater.radius.packet.encode_reply, which documents it."""
     cdef bint signed
     cdef Reply reply
@@ -517,6 +517,8 @@ def encode_reply(request, int code, bytes secret, attributes):
     cdef unsigned char zero[16]
     cdef MD5 m
     cdef bytes vector, authenticator = request.authenticator
+    if authenticator is None or PyBytes_GET_SIZE(authenticator) != 16:
+        raise ValueError("the request's authenticator is not 16 bytes")
     memset(zero, 0, 16)
     if code == ACCESS_ACCEPT or code == ACCESS_REJECT:
         if request.code != ACCESS_REQUEST:
@@ -555,7 +557,7 @@ def encode_reply(request, int code, bytes secret, attributes):
                 byte(out, 6)
             u32(out, <uint32_t>value)
             continue
-        if kind == K_STRING and type(value) is str:
+        if kind == K_STRING and isinstance(value, str):
             if prefix and not value.startswith(prefix):
                 value = prefix + value
             raw = (<str>value).encode()
@@ -583,6 +585,8 @@ def encode_reply(request, int code, bytes secret, attributes):
         else:
             raise ValueError(f"{name} value of {n} bytes, at most 253 fit")
     for state in request.proxy_state:
+        if len(state) > 253:
+            raise ValueError(f"Proxy-State of {len(state)} bytes, at most 253 fit")
         byte(out, PROXY_STATE)
         byte(out, <unsigned char>(len(state) + 2))
         raw_bytes(out, state)
@@ -720,6 +724,8 @@ cdef class Datagrams:
         cdef const void* where
         if most > BATCH_MAX:
             most = BATCH_MAX
+        if most < 1:
+            return []
         for i in range(most):
             self.iov[i].iov_base = self.data[i]
             self.iov[i].iov_len = DATAGRAM
@@ -755,6 +761,8 @@ cdef class Datagrams:
         cdef int n = 0
         cdef bytes data, name
         for data, name in replies:
+            if data is None or name is None:
+                continue
             if n == BATCH_MAX:
                 self._send(fd, n)
                 n = 0

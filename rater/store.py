@@ -61,11 +61,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import lmdb
+import msgpack
 
 from .config import StorageConfig
 from .errors import StoreError, StoreFull
 
-FORMAT = 1
+#: The layout of the records. 2: calls in progress keyed by call (format 1 keyed them
+#: by client, with an ``o/`` owner index); a store of format 1 is moved to 2 on opening.
+FORMAT = 2
 
 T = TypeVar("T")
 
@@ -238,6 +241,32 @@ class Store:
         if found > FORMAT:
             raise StoreError(f"{self.data_dir} was written by a newer rater (store format "
                              f"{found}, this one reads {FORMAT})")
+        if found == 1:
+            with self.env.begin(write=True) as txn:
+                if json.loads(self.meta.get(txn, b"format"))["format"] == 1:
+                    self._calls_by_call(txn)
+                    self.meta.put(txn, b"format", json.dumps({"format": FORMAT}).encode())
+
+    def _calls_by_call(self, txn: Any) -> None:
+        """Format 1 to 2: each call in progress (``g/`` client id + call key -> amount,
+        granted, expires, started, NAS, number) under its call key with its client
+        first, its ``x/`` lapse key, the ``u/`` sums without their next-lapse field;
+        the ``o/`` owner index dropped."""
+        old = list(self.calls_up.items(txn))
+        owners = Space(b"o/")
+        for space in (self.calls_up, owners, self.calls_load):
+            for key in [bytes(k) for k, _ in space.items(txn)]:
+                space.delete(txn, key)
+        sums: dict[bytes, tuple[int, int]] = {}
+        for key, raw in old:
+            tag, call = bytes(key[:4]), bytes(key[4:])
+            record = [int.from_bytes(tag, "big"), *msgpack.unpackb(raw)]
+            self.calls_up.put(txn, call, msgpack.packb(record))
+            self.calls_lapse.put(txn, record[3].to_bytes(8, "big") + call, b"")
+            count, reserved = sums.get(tag, (0, 0))
+            sums[tag] = (count + 1, reserved + record[1])
+        for tag, (count, reserved) in sums.items():
+            self.calls_load.put(txn, tag, msgpack.packb((count, reserved)))
 
     def close(self) -> None:
         self.env.close()
@@ -358,6 +387,8 @@ class GroupSync:
         self._cond = threading.Condition()
         self._due: float | None = None
         self._stop = False
+        #: Set once close() made its last sync: nothing syncs after it.
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
         self._thread.start()
 
@@ -375,6 +406,9 @@ class GroupSync:
             while self.synced <= made:
                 if self.failed is not None:
                     raise StoreError(f"the disk refused a sync: {self.failed}")
+                if self._closed:
+                    raise StoreError("stopping: a commit made after the last sync is not "
+                                     "known to be on disk")
                 self._cond.wait(self.interval * 4)
 
     def _run(self) -> None:
@@ -406,5 +440,10 @@ class GroupSync:
             self._stop = True
             self._cond.notify_all()
         self._thread.join()
-        if self.failed is None:
-            self.sync()
+        try:
+            if self.failed is None:
+                self.sync()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()

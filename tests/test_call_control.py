@@ -5,10 +5,12 @@ Times are given explicitly (``now``), so expiry is tested without waiting.
 
 from __future__ import annotations
 
+import json
 import time
 from decimal import Decimal
 from pathlib import Path
 
+import msgpack
 import pytest
 from conftest import write
 
@@ -27,7 +29,7 @@ from rater.radius.control import (
     Call,
     CallControl,
 )
-from rater.store import GroupSync, Store
+from rater.store import GroupSync, Space, Store
 
 T0 = 1_795_000_000
 UK = "442079460000"
@@ -125,6 +127,26 @@ def test_lapsed_calls_are_let_go_a_bounded_number_at_a_time(
     control.authorize(alice("new3"), now=late)
     assert stored_count(store) == 1
     summed(control, store, late)
+
+
+def test_a_start_taking_another_calls_key_keeps_both_records_in_step(
+        control: CallControl, store: Store) -> None:
+    """A call authorized without a session id is known by it from its Start; when that
+    key holds another call lapsing at the same instant, letting that one go must not
+    take the moved call's lapse key with it."""
+    granted = control.authorize(alice(""), now=T0).seconds
+    assert granted > 0
+    reg = Registry(store)
+    # Bob's call, started when Alice's is, lapses when hers does.
+    reg.add_client(Client(id=0, name="bob", currency="USD", rate_tables=[[None, "T"]],
+                          max_call_length=granted))
+    reg.add_account("bob", username="bob")
+    control.refresh(force=True)
+    bob = Call(nas="10.0.0.1", user_name="bob", calling="1666", called=UK, session_id="X")
+    assert control.account(bob, START, now=T0 + 5) == "started"
+    assert control.account(alice("X"), START, now=T0 + 5) == "started"
+    summed(control, store, T0 + 5)
+    assert control.reserved(1, now=T0 + 5)[0] == 1
 
 
 def stored_count(store: Store) -> int:
@@ -247,4 +269,53 @@ def test_group_sync_says_when_the_disk_refuses(tmp_path: Path) -> None:
     finally:
         store.env = env
         group.close()
+        store.close()
+
+
+def test_a_store_of_the_first_format_has_its_calls_in_progress_moved(tmp_path: Path) -> None:
+    """Format 1 kept calls in progress by client (g/ client id + call key, o/ owners,
+    u/ with a next-lapse field); opening moves them to the call-keyed layout."""
+    store = Store(tmp_path / "data")
+    alice_id, bob_id = (1).to_bytes(4, "big"), (2).to_bytes(4, "big")
+
+    def old_layout(txn: object) -> None:
+        store.meta.put(txn, b"format", b'{"format": 1}')
+        for tag, key, amount, expires in ((alice_id, b"sA", 500, T0 + 100),
+                                          (alice_id, b"sB", 700, T0 + 50),
+                                          (bob_id, b"sC", 0, T0 + 70)):
+            store.calls_up.put(txn, tag + key, msgpack.packb(
+                [amount, 60, expires, False, "10.0.0.1", "+44"]))
+            Space(b"o/").put(txn, key, tag)
+        store.calls_load.put(txn, alice_id, msgpack.packb([2, 1200, T0 + 50]))
+        store.calls_load.put(txn, bob_id, msgpack.packb([1, 0, T0 + 70]))
+
+    store.write(old_layout)
+    store.close()
+    store = Store(tmp_path / "data")
+    try:
+        control = CallControl(store)
+        assert control.out_of_step() == []
+        assert control.reserved(1, now=T0) == (2, 1200)
+        assert control.reserved(2, now=T0) == (1, 0)
+        with store.read() as txn:
+            assert [bytes(k) for k, _ in store.calls_lapse.items(txn)] == [
+                (T0 + 50).to_bytes(8, "big") + b"sB", (T0 + 70).to_bytes(8, "big") + b"sC",
+                (T0 + 100).to_bytes(8, "big") + b"sA"]
+            assert list(Space(b"o/").items(txn)) == []
+            assert json.loads(store.meta.get(txn, b"format"))["format"] == 2
+        control.close()
+    finally:
+        store.close()
+
+
+def test_group_sync_after_close_says_so_rather_than_wait(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data", StorageConfig(sync=False))
+    group = GroupSync(store, 0.001)
+    try:
+        before = time.monotonic()
+        group.close()
+        group.wait(before)                   # covered by the last sync
+        with pytest.raises(StoreError, match="not known to be on disk"):
+            group.wait(time.monotonic())
+    finally:
         store.close()

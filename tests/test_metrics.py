@@ -13,6 +13,9 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import write
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from test_radius_serve import (
     RATER,
@@ -27,6 +30,7 @@ from test_radius_serve import (
     start,
 )
 
+from rater.metrics import BUCKETS, Tally
 from rater.radius import packet
 from rater.v1 import rating_pb2, rating_pb2_grpc
 
@@ -160,3 +164,33 @@ def test_the_dashboard_and_alerts_name_only_exported_metrics() -> None:
         used |= set(re.findall(r"\brater_[a-z_]+", (monitoring / f).read_text()))
     assert len(exported) == 14          # 5 counters, a histogram (3 series), 6 gauges
     assert used and used <= exported, used - exported
+
+
+@given(st.lists(st.tuples(st.sampled_from([*BUCKETS, 0.0, 0.00005, 0.0007, 0.3, 2.0]),
+                          st.integers(min_value=1, max_value=5)), max_size=20))
+@settings(max_examples=50, deadline=None)
+def test_a_tally_writes_what_observing_each_request_would(
+        answers: list[tuple[float, int]]) -> None:
+    """Tally writes into a Histogram's own counters: the samples must be those of
+    observe() called once per request (bucket bounds included)."""
+    registry = CollectorRegistry()
+    tallied = Histogram("tallied", "", ["k"], buckets=BUCKETS, registry=registry)
+    observed = Histogram("observed", "", ["k"], buckets=BUCKETS, registry=registry)
+    count = Counter("count", "", ["k"], registry=registry)
+    tally = Tally(count.labels("x"), tallied.labels("x"), count.labels("y"))
+    each = observed.labels("x")
+    for seconds, n in answers:
+        tally.observe(seconds, n)
+        for _ in range(n):
+            each.observe(seconds)
+    tally.flush()
+
+    def samples(name: str) -> list[tuple[str, str, float]]:
+        return [(s.name.removeprefix(name), s.labels.get("le", ""), round(s.value, 9))
+                for m in registry.collect() if m.name == name for s in m.samples
+                if not s.name.endswith("_created")]
+
+    assert samples("tallied") == samples("observed")
+    total = sum(n for _, n in answers)
+    assert registry.get_sample_value("count_total", {"k": "x"}) == total
+    assert registry.get_sample_value("count_total", {"k": "y"}) == total

@@ -278,10 +278,11 @@ class CallControl:
         raw = self.store.calls_up.get(txn, p.key)
         if raw is not None:
             mine = msgpack.unpackb(raw)
-            if mine[C_CLIENT] == client.id and mine[C_NUMBER] == p.digits:
+            if (mine[C_CLIENT] == client.id and mine[C_NUMBER] == p.digits
+                    and mine[C_EXPIRES] > now):
                 return self._same_answer(txn, p, mine)
-            # The same session asking for another number (or as another client):
-            # decided again, from scratch.
+            # The same session asking for another number (or as another client, or
+            # lapsed and not yet let go): decided again, from scratch.
             self._remove(txn, p.key, mine)
         count, reserved = self._summary(txn, client.id)
         if client.capacity is not None and count >= client.capacity:
@@ -342,12 +343,14 @@ class CallControl:
     def _move(self, txn: Any, key: bytes, record: list[Any], new_key: bytes,
               expires: int) -> None:
         """Store a call's record again, under ``new_key``, lapsing at ``expires``."""
+        if new_key != key:
+            # First, so that letting the other call go cannot take this one's new
+            # lapse key (the same bytes when both lapse at the same instant).
+            self._free(txn, new_key)
+            self.store.calls_up.delete(txn, key)
         if expires != record[C_EXPIRES] or new_key != key:
             self.store.calls_lapse.delete(txn, self._lapse_key(record[C_EXPIRES], key))
             self.store.calls_lapse.put(txn, self._lapse_key(expires, new_key), b"")
-        if new_key != key:
-            self._free(txn, new_key)
-            self.store.calls_up.delete(txn, key)
         record[C_EXPIRES] = expires
         self.store.calls_up.put(txn, new_key, msgpack.packb(record))
 
