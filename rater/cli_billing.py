@@ -354,14 +354,58 @@ def cmd_balance_show(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .journal import Journal
+    from .ledger import FILE, Ledger
 
     with _open(args) as store:
         problems = Journal(store).check()
+        ledger = None
+        if (store.data_dir / FILE).exists():
+            with Ledger(store) as led:
+                problems += led.check()
+                with store.read() as txn:
+                    last = store.journal.last(txn)
+                ledger = (led.position, int.from_bytes(last, "big") if last else 0)
     for p in problems:
         print(p)
     if problems:
-        raise CheckFailed(f"{len(problems)} difference(s) between balances and the journal")
+        among = "balances and the journal" if ledger is None else (
+            "balances, the journal and the ledger")
+        raise CheckFailed(f"{len(problems)} difference(s) between {among}")
     print("Every balance equals the sum of its journal entries; no call is billed twice")
+    if ledger is not None:
+        print(f"The ledger equals the journal up to entry {ledger[0]:,} "
+              f"(the journal has {ledger[1]:,}; `rater billing` takes the rest)")
+    return 0
+
+
+# -- the billing companion
+
+def _entries(n: int) -> str:
+    return f"{n:,} journal entr{'y' if n == 1 else 'ies'}"
+
+
+def cmd_billing(args: argparse.Namespace) -> int:
+    """Tail the journal into the ledger: once, or until SIGTERM / SIGINT."""
+    import signal
+    import threading
+
+    from .ledger import Ledger
+    from .progress import Progress
+
+    stop = threading.Event()
+    if not args.once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    with _open(args) as store, Ledger(store) as ledger:
+        with Progress("ledger", None, unit="entries") as bar:
+            done = ledger.rebuild(bar) if args.rebuild else ledger.tail(bar)
+        print(f"ledger {ledger.path}: {_entries(done.entries)} taken, at entry "
+              f"{done.position:,}", flush=True)
+        while not args.once and not stop.wait(args.every):
+            done = ledger.tail()
+            if done.entries:
+                print(f"ledger: {_entries(done.entries)} taken, at entry {done.position:,}",
+                      flush=True)
     return 0
 
 
@@ -477,9 +521,15 @@ def _changed(before: Any, after: Any) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    from .ledger import FILE, Ledger
+
     with _open(args) as store:
         dest = store.backup(Path(args.dir))
-    print(f"Backed up {store.data_dir} into {Path(args.dir)} (LMDB copy in {dest}); "
+        also = ""
+        if (store.data_dir / FILE).exists():
+            with Ledger(store) as ledger:
+                also = f", the ledger in {ledger.backup(Path(args.dir))}"
+    print(f"Backed up {store.data_dir} into {Path(args.dir)} (LMDB copy in {dest}{also}); "
           f"use it with --data {args.dir}")
     return 0
 
@@ -649,3 +699,13 @@ def add_commands(sub: Any, command: Command) -> None:
 
     sp = command(sub, "backup", cmd_backup, "a consistent hot copy of the data directory")
     sp.add_argument("dir")
+
+    sp = command(sub, "billing", cmd_billing,
+                 "the billing companion: tails the journal into the ledger database")
+    sp.add_argument("--once", action="store_true",
+                    help="take what the journal has and stop (default: go on until "
+                         "SIGTERM)")
+    sp.add_argument("--every", type=float, default=1.0, metavar="SECONDS",
+                    help="how often to look for new journal entries (default 1)")
+    sp.add_argument("--rebuild", action="store_true",
+                    help="empty the ledger's movements and take the whole journal again")

@@ -1,0 +1,272 @@
+"""The ledger database: the journal's money movements where SQL can sum them.
+
+The billing companion (``rater billing``) tails the journal into it: every entry
+once, in journal order, with the number of the last entry taken written in the
+same SQL transaction as the rows, so that a crash between two batches repeats
+or loses nothing. The movements and the ledger's balances are a copy of the
+journal and can be rebuilt from it at any time (:meth:`Ledger.rebuild`);
+:meth:`Ledger.check` proves they agree with it.
+
+One SQLite file in the data directory (``ledger.sqlite3``), opened in WAL mode
+so that readers (reports, ``rater check``) do not wait for the tailer.
+
+Amounts are integers of nanos, as in the journal (SQLite's INTEGER and SQL's
+BIGINT hold them); a row keeps what an invoice needs of its entry: the client,
+the type, the amount, the instant that places it in a period and, for a rated
+call or a rerating correction, the call's facts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .clients import show_amount
+from .errors import CheckFailed, StoreError
+from .journal import Entry, iter_entries
+from .progress import Progress
+from .store import Store
+
+FILE = "ledger.sqlite3"
+#: Entries a tail takes per SQL transaction.
+BATCH = 50_000
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS tailed (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        entry BIGINT NOT NULL)""",
+    # One row per journal entry (its number); call_* columns for rated calls and reratings.
+    """CREATE TABLE IF NOT EXISTS movements (
+        entry BIGINT PRIMARY KEY,
+        type TEXT NOT NULL,
+        client INTEGER NOT NULL,
+        amount BIGINT NOT NULL,
+        moves_fixed INTEGER NOT NULL,
+        at BIGINT NOT NULL,
+        date BIGINT NOT NULL,
+        key TEXT,
+        ref BIGINT,
+        note TEXT,
+        call_source TEXT,
+        call_id TEXT,
+        number TEXT,
+        duration INTEGER,
+        billed INTEGER,
+        prefix TEXT,
+        destination TEXT,
+        rate_table TEXT,
+        account INTEGER,
+        cost BIGINT)""",
+    "CREATE INDEX IF NOT EXISTS movements_by_client_date ON movements (client, date)",
+    """CREATE TABLE IF NOT EXISTS ledger_balances (
+        client INTEGER PRIMARY KEY,
+        live BIGINT NOT NULL,
+        fixed BIGINT NOT NULL)""",
+)
+
+_INSERT = ("INSERT INTO movements (entry, type, client, amount, moves_fixed, at, date, key, "
+           "ref, note, call_source, call_id, number, duration, billed, prefix, destination, "
+           "rate_table, account, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+           "?, ?, ?, ?, ?)")
+_MOVE = ("INSERT INTO ledger_balances (client, live, fixed) VALUES (?, ?, ?) "
+         "ON CONFLICT (client) DO UPDATE SET live = ledger_balances.live + excluded.live, "
+         "fixed = ledger_balances.fixed + excluded.fixed")
+
+
+def _row(e: Entry) -> tuple[Any, ...]:
+    c = e.call
+    if c is None:
+        facts: tuple[Any, ...] = (None,) * 10
+    else:
+        # CALL_FIELDS: source, id, rev, number, date, duration, billed, prefix,
+        # destination, table, account, cost, vendor.
+        facts = (c[0], c[1], c[3], c[5], c[6], c[7], c[8], c[9], c[10], c[11])
+    return (e.number, e.type, e.client, e.amount, int(e.moves_fixed), e.at, e.date, e.key,
+            e.ref, e.note, *facts)
+
+
+@dataclass
+class Tailed:
+    """What one :meth:`Ledger.tail` did."""
+
+    entries: int
+    #: The number of the last journal entry in the ledger.
+    position: int
+
+
+class Ledger:
+    """The ledger database of a data directory."""
+
+    def __init__(self, store: Store, path: Path | None = None) -> None:
+        self.store = store
+        self.path = Path(path) if path is not None else store.data_dir / FILE
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._wal()
+            self.db.execute("PRAGMA synchronous = FULL")
+            with self.transaction():
+                for statement in SCHEMA:
+                    self.db.execute(statement)
+                self.db.execute("INSERT INTO tailed (id, entry) VALUES (1, 0) "
+                                "ON CONFLICT (id) DO NOTHING")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the ledger {self.path}: {exc}") from None
+
+    def _wal(self) -> None:
+        """WAL mode. Switching a new file to it needs the file alone, and SQLite does not
+        wait for that: another process opening the same new ledger gets "locked"."""
+        for _ in range(300):
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                time.sleep(0.1)
+        self.db.execute("PRAGMA journal_mode = WAL")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQL transaction (IMMEDIATE: it takes the write lock at once, so two
+        tailers cannot both read the same position)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @property
+    def position(self) -> int:
+        """The number of the last journal entry in the ledger."""
+        row = self.db.execute("SELECT entry FROM tailed WHERE id = 1").fetchone()
+        return int(row[0])
+
+    # -- tailing
+
+    def tail(self, progress: Progress | None = None) -> Tailed:
+        """Take every journal entry written since the last tail, in batches of BATCH,
+        each batch and the new position in one SQL transaction."""
+        taken = 0
+        while True:
+            with self.store.read() as txn:
+                last = self.store.journal.last(txn)
+                end = int.from_bytes(last, "big") if last else 0
+                start = self.position
+                if progress is not None:
+                    progress.total = max(end - start, 0)
+                entries = iter_entries(self.store, txn, start)
+                while True:
+                    batch = [e for _, e in zip(range(BATCH), entries, strict=False)]
+                    if not batch:
+                        return Tailed(taken, self.position)
+                    if not self._take(batch):
+                        break               # another tailer moved on: read from there
+                    taken += len(batch)
+                    if progress is not None:
+                        progress.advance(len(batch))
+
+    def _take(self, batch: list[Entry]) -> bool:
+        """Write a batch that follows the ledger's position; False (nothing written) if
+        the position is no longer where the batch starts."""
+        deltas: dict[int, list[int]] = {}
+        for e in batch:
+            d = deltas.setdefault(e.client, [0, 0])
+            d[0] += e.amount
+            if e.moves_fixed:
+                d[1] += e.amount
+        with self.transaction() as db:
+            if batch[0].number != self.position + 1:
+                return False
+            db.executemany(_INSERT, [_row(e) for e in batch])
+            db.executemany(_MOVE, [(cid, live, fixed) for cid, (live, fixed) in deltas.items()])
+            db.execute("UPDATE tailed SET entry = ? WHERE id = 1", (batch[-1].number,))
+        return True
+
+    def rebuild(self, progress: Progress | None = None) -> Tailed:
+        """Empty the movements and the ledger's balances and take the journal again."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM movements")
+            db.execute("DELETE FROM ledger_balances")
+            db.execute("UPDATE tailed SET entry = 0 WHERE id = 1")
+        return self.tail(progress)
+
+    # -- reading
+
+    def balances(self) -> dict[int, tuple[int, int]]:
+        """client id -> (live, fixed) as the ledger has them."""
+        rows = self.db.execute("SELECT client, live, fixed FROM ledger_balances")
+        return {int(c): (int(live), int(fixed)) for c, live, fixed in rows}
+
+    def check(self) -> list[str]:
+        """Differences between the ledger and the journal up to the ledger's position
+        (each client's sums, and the number of entries); [] when they agree."""
+        problems: list[str] = []
+        sums: dict[int, list[int]] = {}
+        count = 0
+        # One read transaction: the position, balances and rows of one moment.
+        self.db.execute("BEGIN")
+        try:
+            position = self.position
+            balances = self.balances()
+            rows = int(self.db.execute("SELECT COUNT(*) FROM movements").fetchone()[0])
+            moved = {int(c): (int(live), int(fixed)) for c, live, fixed in self.db.execute(
+                "SELECT client, SUM(amount), SUM(CASE WHEN moves_fixed = 1 THEN amount "
+                "ELSE 0 END) FROM movements GROUP BY client")}
+        finally:
+            self.db.execute("COMMIT")
+        with self.store.read() as txn:
+            for e in iter_entries(self.store, txn):
+                if e.number > position:
+                    break
+                count += 1
+                s = sums.setdefault(e.client, [0, 0])
+                s[0] += e.amount
+                if e.moves_fixed:
+                    s[1] += e.amount
+        if rows != count:
+            problems.append(f"ledger: {rows} movements, the journal {count} entries up to "
+                            f"entry {position}")
+        for cid in sorted(set(sums) | set(balances) | set(moved)):
+            want = tuple(sums.get(cid, [0, 0]))
+            for what, have in (("balance", balances.get(cid, (0, 0))),
+                               ("movements", moved.get(cid, (0, 0)))):
+                if have != want:
+                    problems.append(
+                        f"ledger: client #{cid} {what} live {show_amount(have[0])} fixed "
+                        f"{show_amount(have[1])}; journal live {show_amount(want[0])} fixed "
+                        f"{show_amount(want[1])}")
+        return problems
+
+    def require_consistent(self) -> None:
+        problems = self.check()
+        if problems:
+            raise CheckFailed(f"{len(problems)} difference(s):\n  " + "\n  ".join(problems[:50]))
+
+    def backup(self, target: Path) -> Path:
+        """A consistent copy of the ledger into the directory ``target``."""
+        dest = Path(target) / FILE
+        try:
+            copy = sqlite3.connect(dest)
+            try:
+                self.db.backup(copy)
+            finally:
+                copy.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot back up the ledger into {target}: {exc}") from None
+        return dest
