@@ -354,12 +354,12 @@ def cmd_balance_show(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .journal import Journal
-    from .ledger import FILE, Ledger
+    from .ledger import Ledger, has_ledger
 
     with _open(args) as store:
         problems = Journal(store).check()
         ledger = None
-        if (store.data_dir / FILE).exists():
+        if has_ledger(store):
             with Ledger(store) as led:
                 problems += led.check()
                 with store.read() as txn:
@@ -399,7 +399,7 @@ def cmd_billing(args: argparse.Namespace) -> int:
     with _open(args) as store, Ledger(store) as ledger:
         with Progress("ledger", None, unit="entries") as bar:
             done = ledger.rebuild(bar) if args.rebuild else ledger.tail(bar)
-        print(f"ledger {ledger.path}: {_entries(done.entries)} taken, at entry "
+        print(f"ledger {ledger.where}: {_entries(done.entries)} taken, at entry "
               f"{done.position:,}", flush=True)
         while not args.once and not stop.wait(args.every):
             done = ledger.tail()
@@ -521,14 +521,17 @@ def _changed(before: Any, after: Any) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from .ledger import FILE, Ledger
+    from .ledger import Ledger, has_ledger
 
     with _open(args) as store:
         dest = store.backup(Path(args.dir))
         also = ""
-        if (store.data_dir / FILE).exists():
+        if has_ledger(store):
             with Ledger(store) as ledger:
-                also = f", the ledger in {ledger.backup(Path(args.dir))}"
+                copied = ledger.backup(Path(args.dir))
+                also = (f", the ledger in {copied}" if copied is not None else
+                        f"; the ledger is in PostgreSQL ({ledger.where}): back it up with "
+                        f"pg_dump")
     print(f"Backed up {store.data_dir} into {Path(args.dir)} (LMDB copy in {dest}{also}); "
           f"use it with --data {args.dir}")
     return 0

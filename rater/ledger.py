@@ -7,8 +7,11 @@ or loses nothing. The movements and the ledger's balances are a copy of the
 journal and can be rebuilt from it at any time (:meth:`Ledger.rebuild`);
 :meth:`Ledger.check` proves they agree with it.
 
-One SQLite file in the data directory (``ledger.sqlite3``), opened in WAL mode
-so that readers (reports, ``rater check``) do not wait for the tailer.
+One SQLite file in the data directory (``ledger.sqlite3``) by default, opened
+in WAL mode so that readers (reports, ``rater check``) do not wait for the
+tailer; or a PostgreSQL database, given a ``postgresql://`` URL (the
+environment variable RATER_LEDGER), with the same SQL: only how a transaction
+begins differs.
 
 Amounts are integers of nanos, as in the journal (SQLite's INTEGER and SQL's
 BIGINT hold them); a row keeps what an invoice needs of its entry: the client,
@@ -18,9 +21,10 @@ call or a rerating correction, the call's facts.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,8 @@ from .progress import Progress
 from .store import Store
 
 FILE = "ledger.sqlite3"
+#: The environment variable that names a PostgreSQL ledger.
+URL_VARIABLE = "RATER_LEDGER"
 #: Entries a tail takes per SQL transaction.
 BATCH = 50_000
 
@@ -90,6 +96,101 @@ def _row(e: Entry) -> tuple[Any, ...]:
             e.ref, e.note, *facts)
 
 
+class _SQLite:
+    """A SQLite ledger file."""
+
+    where: str
+
+    def __init__(self, path: Path) -> None:
+        self.where = str(path)
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._wal()
+        self.conn.execute("PRAGMA synchronous = FULL")
+
+    def _wal(self) -> None:
+        """WAL mode. Switching a new file to it needs the file alone, and SQLite does not
+        wait for that: another process opening the same new ledger gets "locked"."""
+        for _ in range(300):
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                time.sleep(0.1)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def begin(self, kind: str) -> None:
+        # IMMEDIATE takes the write lock at once: two tailers cannot read one position.
+        self.conn.execute("BEGIN" if kind == "read" else "BEGIN IMMEDIATE")
+
+    def has_tables(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                 "AND name = 'tailed'").fetchone() is not None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Postgres:
+    """A PostgreSQL ledger database (psycopg 3)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("a PostgreSQL ledger needs psycopg",
+                             hint="pip install 'rater[postgres]'") from None
+        self.where = url.split("@")[-1]          # never the password
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(sql.replace("?", "%s"), params)
+
+    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), list(rows))
+
+    def begin(self, kind: str) -> None:
+        if kind == "read":
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            return
+        self.conn.execute("BEGIN")
+        if kind == "schema":
+            # Two processes creating the tables at once would collide in the catalog.
+            self.conn.execute("SELECT pg_advisory_xact_lock(7274001)")
+        else:
+            # One writer at a time, as SQLite's IMMEDIATE: two tailers cannot both read
+            # one position.
+            self.conn.execute("LOCK TABLE tailed IN EXCLUSIVE MODE")
+
+    def has_tables(self) -> bool:
+        row = self.conn.execute("SELECT to_regclass('tailed')").fetchone()
+        return row is not None and row[0] is not None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def ledger_url() -> str | None:
+    """The PostgreSQL ledger's URL (RATER_LEDGER), or None for the SQLite file."""
+    url = os.environ.get(URL_VARIABLE) or None
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise StoreError(f"{URL_VARIABLE}: {url!r} is not a postgresql:// URL")
+    return url
+
+
+def has_ledger(store: Store) -> bool:
+    """Whether the data directory has a ledger: a PostgreSQL one named, or the file."""
+    return ledger_url() is not None or (store.data_dir / FILE).exists()
+
+
 @dataclass
 class Tailed:
     """What one :meth:`Ledger.tail` did."""
@@ -102,33 +203,31 @@ class Tailed:
 class Ledger:
     """The ledger database of a data directory."""
 
-    def __init__(self, store: Store, path: Path | None = None) -> None:
+    def __init__(self, store: Store, url: str | None = None) -> None:
+        """The ledger at ``url`` (postgresql://...), else RATER_LEDGER's, else the SQLite
+        file of the data directory."""
         self.store = store
-        self.path = Path(path) if path is not None else store.data_dir / FILE
+        url = url or ledger_url()
+        self.db: _SQLite | _Postgres
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self._wal()
-            self.db.execute("PRAGMA synchronous = FULL")
-            with self.transaction():
-                for statement in SCHEMA:
-                    self.db.execute(statement)
-                self.db.execute("INSERT INTO tailed (id, entry) VALUES (1, 0) "
-                                "ON CONFLICT (id) DO NOTHING")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the ledger {self.path}: {exc}") from None
+            self.db = _Postgres(url) if url else _SQLite(store.data_dir / FILE)
+            with self.transaction("schema"):
+                # Only when missing: DDL on tables in use would take locks that a
+                # tailer's could deadlock with.
+                if not self.db.has_tables():
+                    for statement in SCHEMA:
+                        self.db.execute(statement)
+                    self.db.execute("INSERT INTO tailed (id, entry) VALUES (1, 0)")
+        except StoreError:
+            raise
+        except Exception as exc:
+            where = url.split("@")[-1] if url else store.data_dir / FILE
+            raise StoreError(f"cannot open the ledger {where}: {exc}") from None
 
-    def _wal(self) -> None:
-        """WAL mode. Switching a new file to it needs the file alone, and SQLite does not
-        wait for that: another process opening the same new ledger gets "locked"."""
-        for _ in range(300):
-            try:
-                self.db.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
-                time.sleep(0.1)
-        self.db.execute("PRAGMA journal_mode = WAL")
+    @property
+    def where(self) -> str:
+        """The ledger's file, or its PostgreSQL host and database."""
+        return self.db.where
 
     def close(self) -> None:
         self.db.close()
@@ -140,10 +239,11 @@ class Ledger:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One SQL transaction (IMMEDIATE: it takes the write lock at once, so two
-        tailers cannot both read the same position)."""
-        self.db.execute("BEGIN IMMEDIATE")
+    def transaction(self, kind: str = "write") -> Iterator[_SQLite | _Postgres]:
+        """One SQL transaction: ``read`` (one snapshot), ``write`` (holding the ledger's
+        write lock from its start, so two tailers cannot both read the same position)
+        or ``schema``."""
+        self.db.begin(kind)
         try:
             yield self.db
         except BaseException:
@@ -220,16 +320,13 @@ class Ledger:
         sums: dict[int, list[int]] = {}
         count = 0
         # One read transaction: the position, balances and rows of one moment.
-        self.db.execute("BEGIN")
-        try:
+        with self.transaction("read") as db:
             position = self.position
             balances = self.balances()
-            rows = int(self.db.execute("SELECT COUNT(*) FROM movements").fetchone()[0])
-            moved = {int(c): (int(live), int(fixed)) for c, live, fixed in self.db.execute(
+            rows = int(db.execute("SELECT COUNT(*) FROM movements").fetchone()[0])
+            moved = {int(c): (int(live), int(fixed)) for c, live, fixed in db.execute(
                 "SELECT client, SUM(amount), SUM(CASE WHEN moves_fixed = 1 THEN amount "
                 "ELSE 0 END) FROM movements GROUP BY client")}
-        finally:
-            self.db.execute("COMMIT")
         with self.store.read() as txn:
             for e in iter_entries(self.store, txn):
                 if e.number > position:
@@ -258,13 +355,16 @@ class Ledger:
         if problems:
             raise CheckFailed(f"{len(problems)} difference(s):\n  " + "\n  ".join(problems[:50]))
 
-    def backup(self, target: Path) -> Path:
-        """A consistent copy of the ledger into the directory ``target``."""
+    def backup(self, target: Path) -> Path | None:
+        """A consistent copy of a SQLite ledger into the directory ``target`` (None for a
+        PostgreSQL one: its own tools back it up)."""
+        if not isinstance(self.db, _SQLite):
+            return None
         dest = Path(target) / FILE
         try:
             copy = sqlite3.connect(dest)
             try:
-                self.db.backup(copy)
+                self.db.conn.backup(copy)
             finally:
                 copy.close()
         except sqlite3.Error as exc:

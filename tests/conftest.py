@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +80,75 @@ def run_cli(*args: str, data: Path | None = None, env: dict[str, str] | None = N
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd, timeout=timeout)
 
+
+
+# -- a real PostgreSQL server on 127.0.0.1 for the tests that need one
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    return found[-1].parent if found else None
+
+
+def apt_install(package: str) -> None:
+    """Install a Debian package, when we are root and apt-get is here (the tests' own
+    setup of what they need: radclient, PostgreSQL)."""
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env,
+                       capture_output=True, timeout=900)
+
+
+def ensure_postgres() -> Path:
+    """PostgreSQL's programs, installed from Debian's postgresql when missing."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        apt_install("postgresql")
+        bindir = _postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL is missing: install Debian's postgresql "
+                    "(apt-get install postgresql) and run the tests again")
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of the test session's own, on a free port of 127.0.0.1 (trust
+    authentication, no fsync); its URL without a database name."""
+    bindir = ensure_postgres()
+    # Not under pytest's temporary directory: the postgres user could not reach it.
+    root = Path(tempfile.mkdtemp(prefix="rater-postgres-"))
+    # initdb refuses to run as root: the server then runs as Debian's postgres user.
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(root / "db"), "-U", "rater",
+                    "--auth=trust", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(root / "db"), "-l",
+                    str(root / "log"), "-w", "-t", "60", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "start"], check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql://rater@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(root / "db"), "-m", "fast",
+                        "-w", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres: str) -> str:
+    """A new, empty database on the session's PostgreSQL server; its URL."""
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{postgres}/{name}"

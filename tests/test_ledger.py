@@ -42,16 +42,24 @@ def calls(tmp_path: Path, name: str, rows: list[tuple[str, int]]) -> Path:
     return write(tmp_path / f"{name}.csv", "\n".join(lines) + "\n")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest) -> str | None:
+    """The ledger: the data directory's SQLite file (None), or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_db"))
+
+
 def agrees(store: Store, led: Ledger) -> None:
     assert led.check() == []
     assert led.balances() == {cid: tuple(v) for cid, v in Journal(store).balances().items()}
 
 
-def test_a_tail_takes_each_entry_once(store: Store, tmp_path: Path) -> None:
+def test_a_tail_takes_each_entry_once(store: Store, tmp_path: Path, url: str | None) -> None:
     journal = populate(store, tmp_path)
     journal.post("acme", "manual-payment", "10.00", key="p1")
     import_cdrs(store, calls(tmp_path, "a", [("acme", 60), ("beta", 30), ("acme", 1)]))
-    with Ledger(store) as led:
+    with Ledger(store, url) as led:
         first = led.tail()
         assert (first.entries, first.position) == (4, 4)
         assert led.tail().entries == 0                       # nothing new: nothing twice
@@ -86,7 +94,8 @@ def test_a_failed_batch_leaves_nothing_and_the_next_tail_takes_it(
 
 
 def test_two_tailers_at_once_take_each_entry_once(store: Store, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   url: str | None) -> None:
     journal = populate(store, tmp_path)
     for k in range(40):
         journal.post(CLIENTS[k % 3], "manual-payment", "1.00", key=f"p{k}")
@@ -95,7 +104,7 @@ def test_two_tailers_at_once_take_each_entry_once(store: Store, tmp_path: Path,
 
     def tail() -> None:
         try:
-            with Ledger(store) as led:
+            with Ledger(store, url) as led:
                 led.tail()
         except BaseException as exc:
             errors.append(exc)
@@ -105,7 +114,7 @@ def test_two_tailers_at_once_take_each_entry_once(store: Store, tmp_path: Path,
         t.start()
     for t in threads:
         t.join()
-    with Ledger(store) as led:
+    with Ledger(store, url) as led:
         led.tail()
         agrees(store, led)
         assert led.db.execute("SELECT COUNT(*) FROM movements").fetchone()[0] == 40
@@ -113,12 +122,12 @@ def test_two_tailers_at_once_take_each_entry_once(store: Store, tmp_path: Path,
     assert errors == []
 
 
-def test_check_names_a_tampered_ledger_and_rebuild_mends_it(store: Store,
-                                                            tmp_path: Path) -> None:
+def test_check_names_a_tampered_ledger_and_rebuild_mends_it(store: Store, tmp_path: Path,
+                                                            url: str | None) -> None:
     journal = populate(store, tmp_path)
     journal.post("acme", "manual-payment", "10.00", key="p1")
     journal.post("beta", "manual-payment", "5.00", key="p2")
-    with Ledger(store) as led:
+    with Ledger(store, url) as led:
         led.tail()
         led.db.execute("UPDATE movements SET amount = amount + 1 WHERE entry = 2")
         problems = led.check()
@@ -192,3 +201,20 @@ def test_the_companion_check_and_backup_from_the_command_line(tmp_path: Path) ->
     db.close()
     proc = run_cli("check", data=data)
     assert proc.returncode != 0 and "ledger: client #1 balance live" in proc.stdout
+
+
+def test_a_postgresql_ledger_from_the_environment(tmp_path: Path, postgres_db: str) -> None:
+    data = tmp_path / "data"
+    with Store(data) as store:
+        populate(store, tmp_path).post("acme", "manual-payment", "10.00", key="p1")
+    ok(run_cli("cdr", "import", str(calls(tmp_path, "c", [("acme", 60)])), data=data))
+    env = {"RATER_LEDGER": postgres_db}
+    out = ok(run_cli("billing", "--once", data=data, env=env))
+    assert "2 journal entries taken, at entry 2" in out and "127.0.0.1" in out
+    assert not (data / FILE).exists()                     # nothing written beside it
+    assert "The ledger equals the journal up to entry 2" in ok(run_cli("check", data=data,
+                                                                       env=env))
+    out = ok(run_cli("backup", str(tmp_path / "copy"), data=data, env=env))
+    assert "the ledger is in PostgreSQL" in out and "pg_dump" in out
+    bad = run_cli("check", data=data, env={"RATER_LEDGER": "mysql://x"})
+    assert bad.returncode != 0 and "is not a postgresql:// URL" in bad.stderr

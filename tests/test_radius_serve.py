@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import failed, ok, write
+from conftest import apt_install, failed, ok, write
 from pyrad.packet import AccessRequest, AuthPacket
 
 from rater.clients import Client, Registry
@@ -44,11 +44,8 @@ UK = "442079460000"
 def ensure_radclient() -> str:
     """radclient, installed from Debian's freeradius-utils when missing and we are root."""
     path = shutil.which("radclient")
-    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "freeradius-utils"], env=env,
-                       capture_output=True, timeout=900)
+    if path is None:
+        apt_install("freeradius-utils")
         path = shutil.which("radclient")
     if path is None:
         pytest.fail("radclient is missing: install Debian's freeradius-utils "
