@@ -18,6 +18,7 @@ from .cli import _when as _when_in
 from .clients import (
     BILL_EVENTS,
     DEFAULT_MAX_CALL_LENGTH,
+    INVOICE_TEMPLATES,
     STATUSES,
     Account,
     Client,
@@ -62,6 +63,39 @@ def _when(t: int | None) -> str:
 # -- clients
 
 
+def _invoicing_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """What the client's invoices need, as named on the command line."""
+    ch: dict[str, Any] = {}
+    if args.billing_day is not None:
+        ch["billing_day"] = args.billing_day
+    if args.invoice_template is not None:
+        ch["invoice_template"] = args.invoice_template
+    if args.tax is not None:
+        taxes = []
+        for given in args.tax:
+            if given == "":
+                continue                        # --tax '': no taxes
+            name, eq, percent = given.partition("=")
+            if not eq:
+                raise InvalidArgument(f"--tax {given!r}: NAME=PERCENT, such as VAT=21")
+            taxes.append([name, percent])
+        ch["taxes"] = taxes
+    if args.reverse_charge is not None:
+        ch["reverse_charge"] = args.reverse_charge
+    if args.vat_id is not None:
+        ch["vat_id"] = args.vat_id.replace(" ", "").upper() or None
+    if args.sepa is not None:
+        if args.sepa == [""]:
+            ch["sepa_mandate"] = None
+        elif len(args.sepa) != 4:
+            raise InvalidArgument("--sepa IBAN BIC MANDATE_ID DATE, or --sepa '' for none")
+        else:
+            iban, bic, ref, signed = args.sepa
+            ch["sepa_mandate"] = {"iban": iban.replace(" ", "").upper(), "bic": bic.upper(),
+                                  "id": ref, "date": signed}
+    return ch
+
+
 def _client_changes(args: argparse.Namespace, old: Client | None) -> dict[str, Any]:
     """Client settings named on the command line."""
     ch: dict[str, Any] = {}
@@ -91,6 +125,7 @@ def _client_changes(args: argparse.Namespace, old: Client | None) -> dict[str, A
             args.low_balance, "--low-balance", negative=True))
     if args.status is not None:
         ch["status"] = args.status
+    ch.update(_invoicing_changes(args))
     tags = list(old.tags) if old else []
     for t in args.tag or []:
         if t not in tags:
@@ -572,6 +607,21 @@ def add_commands(sub: Any, command: Command) -> None:
         sp.add_argument("--low-balance", metavar="AMOUNT",
                         help="flag the client when the available balance is below this")
         sp.add_argument("--status", choices=STATUSES)
+        sp.add_argument("--billing-day", type=int, metavar="DAY",
+                        help="the day of the month its invoice periods start (1..28; "
+                             "default 1)")
+        sp.add_argument("--invoice-template", choices=INVOICE_TEMPLATES,
+                        help="the template of its invoices (default: default)")
+        sp.add_argument("--tax", action="append", metavar="NAME=PERCENT",
+                        help="a tax on its invoices, such as VAT=21 (may repeat; the list "
+                             "replaces the old one; --tax '' for none)")
+        sp.add_argument("--reverse-charge", action=argparse.BooleanOptionalAction,
+                        help="EU reverse charge: no tax, the client accounts for it "
+                             "(needs --vat-id)")
+        sp.add_argument("--vat-id", help="the client's VAT id ('' for none)")
+        sp.add_argument("--sepa", nargs="+", metavar="IBAN BIC MANDATE_ID DATE",
+                        help="its SEPA Direct Debit mandate (the date it was signed, "
+                             "YYYY-MM-DD); --sepa '' for none")
 
     client = sub.add_parser("client", help="clients: the paying entities").add_subparsers(
         dest="client_command", required=True, metavar="COMMAND")

@@ -38,6 +38,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -96,6 +97,60 @@ def show_amount(nanos: int) -> str:
     return f"{'-' if nanos < 0 else ''}{whole}.{places:0<2}"
 
 
+INVOICE_TEMPLATES = ("default", "extended")
+VAT_ID = re.compile(r"[A-Z]{2}[0-9A-Z+*.]{2,12}")
+BIC = re.compile(r"[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?")
+#: What a SEPA mandate reference may hold (the pain.008 Max35Text restricted set).
+MANDATE_ID = re.compile(r"[A-Za-z0-9+?/:().,' -]{1,35}")
+
+
+def tax_percent(name: str, percent: str) -> Decimal:
+    """A tax's rate as given (a decimal string of at most 4 places, 0..100)."""
+    if not name or "," in name or "=" in name or name != name.strip():
+        raise InvalidArgument(f"tax name {name!r}: not empty, no comma or '=', no "
+                              f"surrounding space")
+    try:
+        value = Decimal(percent)
+    except InvalidOperation:
+        raise InvalidArgument(f"tax {name}: {percent!r} is not a percentage") from None
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -4 or not 0 <= value <= 100:
+        raise InvalidArgument(f"tax {name}: {percent!r} must be 0 to 100, at most 4 "
+                              f"decimal places")
+    return value
+
+
+def iban_valid(iban: str) -> bool:
+    """ISO 13616: two letters, two check digits, up to 30 letters or digits, and the
+    whole, moved and read as a number, leaves 1 modulo 97."""
+    if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", iban):
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+
+
+def check_mandate(mandate: dict[str, str]) -> None:
+    """A SEPA Direct Debit mandate: IBAN, BIC, its reference and the date it was signed."""
+    if set(mandate) != {"iban", "bic", "id", "date"}:
+        raise InvalidArgument("a SEPA mandate has an IBAN, a BIC, an id and a date")
+    if not iban_valid(mandate["iban"]):
+        raise InvalidArgument(f"IBAN {mandate['iban']!r} is not valid (country, check "
+                              f"digits, account; no spaces)")
+    if not BIC.fullmatch(mandate["bic"]):
+        raise InvalidArgument(f"BIC {mandate['bic']!r}: 8 or 11 letters and digits")
+    if not MANDATE_ID.fullmatch(mandate["id"]):
+        raise InvalidArgument(f"mandate id {mandate['id']!r}: 1 to 35 letters, digits or "
+                              f"+?/-:().,' and space")
+    try:
+        # The pattern first: fromisoformat alone also takes 20260101 and week dates.
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", mandate["date"]):
+            raise ValueError
+        date.fromisoformat(mandate["date"])
+    except ValueError:
+        raise InvalidArgument(f"mandate date {mandate['date']!r} is not a date "
+                              f"YYYY-MM-DD") from None
+
+
 @dataclass
 class Client:
     id: int
@@ -116,6 +171,18 @@ class Client:
     tags: list[str] = field(default_factory=list)
     billing_email: str | None = None
     low_balance_threshold: int | None = None
+    #: The day of the month its monthly invoice periods start (1..28).
+    billing_day: int = 1
+    #: The HTML template of its invoices (one of INVOICE_TEMPLATES).
+    invoice_template: str = "default"
+    #: Taxes on its invoices, in order: [name, percent], the percent a decimal string.
+    taxes: list[list[str]] = field(default_factory=list)
+    #: EU reverse charge: its invoices carry no tax; the client accounts for it.
+    reverse_charge: bool = False
+    #: The client's own VAT id, printed on its invoices.
+    vat_id: str | None = None
+    #: Its SEPA Direct Debit mandate: iban, bic, id, date (YYYY-MM-DD); None: none.
+    sepa_mandate: dict[str, str] | None = None
     created: int = 0
     updated: int = 0
 
@@ -193,6 +260,26 @@ class Client:
         dated = [s for s in starts if s is not None]
         if dated != sorted(set(dated)):
             raise InvalidArgument("two rate tables from the same date")
+        self._check_invoicing()
+
+    def _check_invoicing(self) -> None:
+        if not 1 <= self.billing_day <= 28:
+            raise InvalidArgument(f"billing day {self.billing_day}: 1..28 (every month has it)")
+        if self.invoice_template not in INVOICE_TEMPLATES:
+            raise InvalidArgument(f"invoice template {self.invoice_template!r}: one of "
+                                  f"{', '.join(INVOICE_TEMPLATES)}")
+        names = [name for name, _ in self.taxes]
+        if len(set(names)) != len(names):
+            raise InvalidArgument("two taxes of the same name")
+        for name, percent in self.taxes:
+            tax_percent(name, percent)
+        if self.vat_id is not None and not VAT_ID.fullmatch(self.vat_id):
+            raise InvalidArgument(f"VAT id {self.vat_id!r}: a country code and 2 to 12 "
+                                  f"letters or digits, such as DE123456789")
+        if self.reverse_charge and self.vat_id is None:
+            raise InvalidArgument("reverse charge needs the client's VAT id")
+        if self.sepa_mandate is not None:
+            check_mandate(self.sepa_mandate)
 
 
 @dataclass

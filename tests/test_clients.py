@@ -31,6 +31,7 @@ from rater.clients import (
     AccountIndex,
     Client,
     Registry,
+    iban_valid,
     parse_amount,
     show_amount,
 )
@@ -56,7 +57,8 @@ TABLES = {"eur1": "EUR", "eur2": "EUR", "eur3": "EUR", "usd1": "USD"}
 CLIENT_KEYS = {"id", "name", "currency", "status", "timezone", "mode", "credit_limit",
                "rate_tables", "term_table", "payment_terms_days", "bill_by",
                "max_call_length", "capacity", "tags", "billing_email",
-               "low_balance_threshold", "created", "updated"}
+               "low_balance_threshold", "billing_day", "invoice_template", "taxes",
+               "reverse_charge", "vat_id", "sepa_mandate", "created", "updated"}
 CLIENT_SHOW_KEYS = CLIENT_KEYS | {"balance", "accounts"}
 BALANCE_KEYS = {"live", "fixed", "available", "low"}
 CLIENT_LIST_KEYS = {"id", "name", "status", "currency", "mode", "live", "fixed", "available",
@@ -442,7 +444,59 @@ BAD_SETTINGS = [
     ("payment_terms_days", 3651), ("max_call_length", 0), ("max_call_length", 86401),
     ("tags", ["a,b"]), ("tags", [" a"]), ("tags", [""]), ("name", ""), ("name", " lead"),
     ("name", "a,b"), ("name", "x" * 81), ("name", "tab\there"),
+    ("billing_day", 0), ("billing_day", 29), ("invoice_template", "fancy"),
+    ("taxes", [["VAT", "101"]]), ("taxes", [["VAT", "-1"]]), ("taxes", [["VAT", "21.00001"]]),
+    ("taxes", [["VAT", "x"]]), ("taxes", [["VAT", "NaN"]]), ("taxes", [["", "5"]]),
+    ("taxes", [["VAT", "21"], ["VAT", "5"]]), ("vat_id", "123"), ("vat_id", "de123456789"),
+    ("reverse_charge", True),
+    ("sepa_mandate", {"iban": "DE89370400440532013001", "bic": "COBADEFFXXX", "id": "M1",
+                      "date": "2026-01-15"}),
+    ("sepa_mandate", {"iban": "DE89370400440532013000", "bic": "COBADE", "id": "M1",
+                      "date": "2026-01-15"}),
+    ("sepa_mandate", {"iban": "DE89370400440532013000", "bic": "COBADEFF", "id": "M_1",
+                      "date": "2026-01-15"}),
+    ("sepa_mandate", {"iban": "DE89370400440532013000", "bic": "COBADEFF", "id": "M1",
+                      "date": "20260115"}),
+    ("sepa_mandate", {"iban": "DE89370400440532013000", "bic": "COBADEFF", "id": "M1",
+                      "date": "2026-02-30"}),
+    ("sepa_mandate", {"iban": "DE89370400440532013000", "bic": "COBADEFF", "id": "M1"}),
 ]
+
+VALID_IBANS = ["DE89370400440532013000", "GB82WEST12345698765432",
+               "FR1420041010050500013M02606", "NL91ABNA0417164300", "BE68539007547034"]
+
+
+@pytest.mark.parametrize("iban", VALID_IBANS)
+def test_an_iban_with_any_one_digit_changed_is_refused(iban: str) -> None:
+    # What MOD 97-10 guarantees: every single substitution of a digit by a digit is seen
+    # (a letter is two digits to it; which places hold letters is the country's rule).
+    assert iban_valid(iban)
+    for at in range(2, len(iban)):
+        if not iban[at].isdigit():
+            continue
+        for ch in "0123456789":
+            if ch != iban[at]:
+                assert not iban_valid(iban[:at] + ch + iban[at + 1:]), (at, ch)
+    assert not iban_valid(iban.lower())
+    assert not iban_valid(iban[:4] + " " + iban[4:])
+
+
+def test_invoice_settings_are_kept_and_shown(reg: Registry) -> None:
+    mandate = {"iban": "FR1420041010050500013M02606", "bic": "BNPAFRPPXXX",
+               "id": "RUM-2026/001", "date": "2026-01-15"}
+    reg.add_client(Client(0, "acme", "EUR", billing_day=15, invoice_template="extended",
+                          taxes=[["VAT", "20"], ["Levy", "0.25"]], vat_id="FR12345678901",
+                          reverse_charge=True, sepa_mandate=mandate))
+    got = reg.client("acme")
+    assert (got.billing_day, got.invoice_template, got.taxes, got.vat_id, got.reverse_charge,
+            got.sepa_mandate) == (15, "extended", [["VAT", "20"], ["Levy", "0.25"]],
+                                  "FR12345678901", True, mandate)
+    assert got.to_display()["sepa_mandate"] == mandate
+    # A client stored before these settings existed reads with their defaults.
+    old = {k: v for k, v in got.to_json().items()
+           if k not in ("billing_day", "invoice_template", "taxes", "reverse_charge", "vat_id",
+                        "sepa_mandate")}
+    assert Client.from_json(old).billing_day == 1 and Client.from_json(old).taxes == []
 
 
 @pytest.mark.parametrize("field, value", BAD_SETTINGS)
@@ -1286,3 +1340,29 @@ def test_account_password_is_stored_hashed_and_never_shown(tmp_path: Path) -> No
     assert not account.password_matches("4322") and not account.password_matches(None)
     failed(run("account", "add", "--client", "acme", "--username", "x", "--password", "",
                data=data), "INVALID_ARGUMENT")
+
+
+def test_invoice_settings_from_the_command_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ok(run_cli("client", "add", "acme", "--currency", "EUR", "--postpaid", "--billing-day",
+               "15", "--invoice-template", "extended", "--tax", "VAT=21", "--tax",
+               "Levy=0.5", "--vat-id", "de 123456789", "--reverse-charge", "--sepa",
+               "de89 3704 0044 0532 0130 00", "cobadeffxxx", "MANDATE-1", "2026-01-15",
+               data=data))
+    shown = json.loads(ok(run_cli("client", "show", "acme", "--json", data=data)))
+    assert {k: shown[k] for k in ("billing_day", "invoice_template", "taxes", "vat_id",
+                                  "reverse_charge", "sepa_mandate")} == {
+        "billing_day": 15, "invoice_template": "extended",
+        "taxes": [["VAT", "21"], ["Levy", "0.5"]], "vat_id": "DE123456789",
+        "reverse_charge": True,
+        "sepa_mandate": {"iban": "DE89370400440532013000", "bic": "COBADEFFXXX",
+                         "id": "MANDATE-1", "date": "2026-01-15"}}
+    assert "NAME=PERCENT" in failed(run_cli("client", "edit", "acme", "--tax", "VAT",
+                                            data=data), "INVALID_ARGUMENT")
+    assert "IBAN BIC MANDATE_ID DATE" in failed(run_cli("client", "edit", "acme", "--sepa",
+                                                        "DE89", data=data),
+                                                "INVALID_ARGUMENT")
+    ok(run_cli("client", "edit", "acme", "--tax", "", "--sepa", "", "--no-reverse-charge",
+               data=data))
+    shown = json.loads(ok(run_cli("client", "show", "acme", "--json", data=data)))
+    assert (shown["taxes"], shown["sepa_mandate"], shown["reverse_charge"]) == ([], None, False)
