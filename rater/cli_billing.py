@@ -420,27 +420,50 @@ def _entries(n: int) -> str:
 
 
 def cmd_billing(args: argparse.Namespace) -> int:
-    """Tail the journal into the ledger: once, or until SIGTERM / SIGINT."""
+    """Tail the journal into the ledger: once, or until SIGTERM / SIGINT (between two
+    batches: what is taken is committed)."""
     import signal
-    import threading
+    import time
 
     from .ledger import Ledger
     from .progress import Progress
 
-    stop = threading.Event()
+    if not args.every > 0:
+        raise InvalidArgument(f"--every {args.every}: a number of seconds above 0")
+    stopping: list[int] = []
+
+    def stop() -> bool:
+        return bool(stopping)
+
     if not args.once:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    with _open(args) as store, Ledger(store) as ledger:
-        with Progress("ledger", None, unit="entries") as bar:
-            done = ledger.rebuild(bar) if args.rebuild else ledger.tail(bar)
-        print(f"ledger {ledger.where}: {_entries(done.entries)} taken, at entry "
-              f"{done.position:,}", flush=True)
-        while not args.once and not stop.wait(args.every):
-            done = ledger.tail()
+            # A plain flag: a handler must not take a lock the interrupted code may hold.
+            signal.signal(sig, lambda signum, _: stopping.append(signum))
+    with _open(args) as store:
+        with Ledger(store) as first, Progress("ledger", None, unit="entries") as bar:
+            done = first.rebuild(bar) if args.rebuild else first.tail(bar, stop)
+            print(f"ledger {first.where}: {_entries(done.entries)} taken, at entry "
+                  f"{done.position:,}", flush=True)
+        ledger: Ledger | None = None
+        while not args.once and not stop():
+            time.sleep(args.every)
+            try:
+                ledger = ledger or Ledger(store)
+                done = ledger.tail(None, stop)
+            except Exception as exc:
+                # The database may be back soon (a restart, a lock held too long): say
+                # so and try again with a new connection.
+                print(f"rater billing: {exc}; trying again in {args.every} s",
+                      file=sys.stderr, flush=True)
+                if ledger is not None:
+                    ledger.close()
+                ledger = None
+                continue
             if done.entries:
                 print(f"ledger: {_entries(done.entries)} taken, at entry {done.position:,}",
                       flush=True)
+        if ledger is not None:
+            ledger.close()
     return 0
 
 
@@ -556,17 +579,20 @@ def _changed(before: Any, after: Any) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from .ledger import Ledger, has_ledger
+    from .ledger import FILE, Ledger, has_ledger
 
     with _open(args) as store:
-        dest = store.backup(Path(args.dir))
         also = ""
         if has_ledger(store):
+            # The ledger first: copied after the journal it could hold entries the
+            # journal's copy lacks.
             with Ledger(store) as ledger:
+                store.check_backup_target(Path(args.dir))
                 copied = ledger.backup(Path(args.dir))
                 also = (f", the ledger in {copied}" if copied is not None else
                         f"; the ledger is in PostgreSQL ({ledger.where}): back it up with "
                         f"pg_dump")
+        dest = store.backup(Path(args.dir), beside=(FILE,))
     print(f"Backed up {store.data_dir} into {Path(args.dir)} (LMDB copy in {dest}{also}); "
           f"use it with --data {args.dir}")
     return 0

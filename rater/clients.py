@@ -109,22 +109,20 @@ def tax_percent(name: str, percent: str) -> Decimal:
     if not name or "," in name or "=" in name or name != name.strip():
         raise InvalidArgument(f"tax name {name!r}: not empty, no comma or '=', no "
                               f"surrounding space")
-    try:
-        value = Decimal(percent)
-    except InvalidOperation:
-        raise InvalidArgument(f"tax {name}: {percent!r} is not a percentage") from None
-    exponent = value.as_tuple().exponent
-    if not isinstance(exponent, int) or exponent < -4 or not 0 <= value <= 100:
-        raise InvalidArgument(f"tax {name}: {percent!r} must be 0 to 100, at most 4 "
-                              f"decimal places")
-    return value
+    # Plain ASCII digits as printed on an invoice: no sign, exponent, space or underscore.
+    if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,4})?", percent) or Decimal(percent) > 100:
+        raise InvalidArgument(f"tax {name}: {percent!r} must be a percentage 0 to 100 "
+                              f"with at most 4 decimal places, such as 21 or 5.5")
+    return Decimal(percent)
 
 
 def iban_valid(iban: str) -> bool:
-    """ISO 13616: two letters, two check digits, up to 30 letters or digits, and the
-    whole, moved and read as a number, leaves 1 modulo 97."""
-    if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", iban):
-        return False
+    """ISO 13616: two letters, two check digits (02 to 98), up to 30 letters or digits,
+    and the whole, moved and read as a number, leaves 1 modulo 97. (Each country's own
+    length and layout are not checked.)"""
+    if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", iban) or not (
+            "02" <= iban[2:4] <= "98"):
+        return False                    # check digits 00, 01 and 99 are never issued
     moved = iban[4:] + iban[:4]
     return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
 

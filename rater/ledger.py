@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +104,12 @@ class _SQLite:
     def __init__(self, path: Path) -> None:
         self.where = str(path)
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._wal()
-        self.conn.execute("PRAGMA synchronous = FULL")
+        try:
+            self._wal()
+            self.conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            self.conn.close()
+            raise
 
     def _wal(self) -> None:
         """WAL mode. Switching a new file to it needs the file alone, and SQLite does not
@@ -147,7 +151,9 @@ class _Postgres:
         except ImportError:
             raise StoreError("a PostgreSQL ledger needs psycopg",
                              hint="pip install 'rater[postgres]'") from None
-        self.where = url.split("@")[-1]          # never the password
+        # Where it is, for messages: never the password, wherever the URL puts it.
+        info = psycopg.conninfo.conninfo_to_dict(url)
+        self.where = f"{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
         self.conn = psycopg.connect(url, autocommit=True)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -171,8 +177,11 @@ class _Postgres:
             self.conn.execute("LOCK TABLE tailed IN EXCLUSIVE MODE")
 
     def has_tables(self) -> bool:
-        row = self.conn.execute("SELECT to_regclass('tailed')").fetchone()
-        return row is not None and row[0] is not None
+        # The catalog table itself, read with the statement's snapshot: to_regclass()
+        # goes through a cache that may still miss a table another session just made.
+        row = self.conn.execute("SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = "
+                                "current_schema() AND tablename = 'tailed'").fetchone()
+        return row is not None
 
     def close(self) -> None:
         self.conn.close()
@@ -211,18 +220,23 @@ class Ledger:
         self.db: _SQLite | _Postgres
         try:
             self.db = _Postgres(url) if url else _SQLite(store.data_dir / FILE)
-            with self.transaction("schema"):
-                # Only when missing: DDL on tables in use would take locks that a
-                # tailer's could deadlock with.
-                if not self.db.has_tables():
-                    for statement in SCHEMA:
-                        self.db.execute(statement)
-                    self.db.execute("INSERT INTO tailed (id, entry) VALUES (1, 0)")
         except StoreError:
             raise
         except Exception as exc:
-            where = url.split("@")[-1] if url else store.data_dir / FILE
+            where = "the PostgreSQL ledger" if url else store.data_dir / FILE
             raise StoreError(f"cannot open the ledger {where}: {exc}") from None
+        try:
+            # Only when missing: the schema lock would make a reader wait for the
+            # tailer, and DDL on tables in use takes locks a tailer's could deadlock with.
+            if not self.db.has_tables():
+                with self.transaction("schema"):
+                    if not self.db.has_tables():
+                        for statement in SCHEMA:
+                            self.db.execute(statement)
+                        self.db.execute("INSERT INTO tailed (id, entry) VALUES (1, 0)")
+        except Exception as exc:
+            self.db.close()
+            raise StoreError(f"cannot open the ledger {self.db.where}: {exc}") from None
 
     @property
     def where(self) -> str:
@@ -259,21 +273,29 @@ class Ledger:
 
     # -- tailing
 
-    def tail(self, progress: Progress | None = None) -> Tailed:
+    def tail(self, progress: Progress | None = None,
+             stop: Callable[[], bool] | None = None) -> Tailed:
         """Take every journal entry written since the last tail, in batches of BATCH,
-        each batch and the new position in one SQL transaction."""
+        each batch and the new position in one SQL transaction; ``stop``: asked between
+        batches whether to stop there."""
         taken = 0
         while True:
             with self.store.read() as txn:
                 last = self.store.journal.last(txn)
                 end = int.from_bytes(last, "big") if last else 0
                 start = self.position
+                if start > end:
+                    # A ledger of another history: a restored data directory beside a
+                    # newer ledger, or two data directories given one database.
+                    raise StoreError(f"the ledger {self.where} is at entry {start}, the "
+                                     f"journal of {self.store.data_dir} ends at {end}",
+                                     hint="rater billing --rebuild takes this journal again")
                 if progress is not None:
-                    progress.total = max(end - start, 0)
+                    progress.total = end - start
                 entries = iter_entries(self.store, txn, start)
                 while True:
                     batch = [e for _, e in zip(range(BATCH), entries, strict=False)]
-                    if not batch:
+                    if not batch or (stop is not None and stop()):
                         return Tailed(taken, self.position)
                     if not self._take(batch):
                         break               # another tailer moved on: read from there
@@ -362,6 +384,7 @@ class Ledger:
             return None
         dest = Path(target) / FILE
         try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
             copy = sqlite3.connect(dest)
             try:
                 self.db.conn.backup(copy)

@@ -271,14 +271,20 @@ class Store:
     def close(self) -> None:
         self.env.close()
 
-    def backup(self, target: Path) -> Path:
+    def check_backup_target(self, target: Path, beside: tuple[str, ...] = ()) -> None:
+        """A backup goes into a new or empty directory (``beside``: files copied there
+        first, for the same backup)."""
+        target = Path(target)
+        if target.exists() and any(p.name not in beside for p in target.iterdir()):
+            raise StoreError(f"{target} is not empty", hint="back up into a new directory")
+
+    def backup(self, target: Path, beside: tuple[str, ...] = ()) -> Path:
         """A consistent copy of the environment, taken while others read and write.
 
         LMDB copies one read snapshot (compacted); writers are not stopped.
         """
         target = Path(target)
-        if target.exists() and any(target.iterdir()):
-            raise StoreError(f"{target} is not empty", hint="back up into a new directory")
+        self.check_backup_target(target, beside)
         dest = target / "lmdb"
         try:
             dest.mkdir(parents=True, exist_ok=True)

@@ -447,6 +447,9 @@ BAD_SETTINGS = [
     ("billing_day", 0), ("billing_day", 29), ("invoice_template", "fancy"),
     ("taxes", [["VAT", "101"]]), ("taxes", [["VAT", "-1"]]), ("taxes", [["VAT", "21.00001"]]),
     ("taxes", [["VAT", "x"]]), ("taxes", [["VAT", "NaN"]]), ("taxes", [["", "5"]]),
+    ("taxes", [["VAT", "1e1"]]), ("taxes", [["VAT", " 5"]]), ("taxes", [["VAT", "+5"]]),
+    ("taxes", [["VAT", "-0"]]), ("taxes", [["VAT", "1_0"]]), ("taxes", [["VAT", "\u0661"]]),
+    ("taxes", [["VAT", "5."]]), ("taxes", [["VAT", "100.0001"]]),
     ("taxes", [["VAT", "21"], ["VAT", "5"]]), ("vat_id", "123"), ("vat_id", "de123456789"),
     ("reverse_charge", True),
     ("sepa_mandate", {"iban": "DE89370400440532013001", "bic": "COBADEFFXXX", "id": "M1",
@@ -478,6 +481,7 @@ def test_an_iban_with_any_one_digit_changed_is_refused(iban: str) -> None:
             if ch != iban[at]:
                 assert not iban_valid(iban[:at] + ch + iban[at + 1:]), (at, ch)
     assert not iban_valid(iban.lower())
+    assert not iban_valid(iban[:2] + "00" + iban[4:])
     assert not iban_valid(iban[:4] + " " + iban[4:])
 
 

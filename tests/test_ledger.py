@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from rater import ledger as ledger_module
 from rater.clients import Client, Registry
 from rater.decks import Decks
-from rater.errors import CheckFailed
+from rater.errors import CheckFailed, StoreError
 from rater.ingest import import_cdrs
 from rater.journal import Journal
-from rater.ledger import FILE, Ledger
+from rater.ledger import FILE, Ledger, Tailed
 from rater.store import Store
 
 DECK = "prefix,destination,rate,connect_fee,increment,effective_from\n44,UK,0.0200,,1/1,\n"
@@ -188,6 +188,9 @@ def test_the_companion_check_and_backup_from_the_command_line(tmp_path: Path) ->
     out = ok(run_cli("check", data=data))
     assert "The ledger equals the journal up to entry 3 (the journal has 3" in out
     ok(run_cli("backup", str(tmp_path / "copy"), data=data))
+    assert "The ledger equals the journal up to entry 3" in ok(run_cli("check",
+                                                                       data=tmp_path / "copy"))
+    assert "is not empty" in run_cli("backup", str(tmp_path / "copy"), data=data).stderr
     copy = sqlite3.connect(tmp_path / "copy" / FILE)
     try:
         assert copy.execute("SELECT COUNT(*), SUM(amount) FROM movements").fetchone() == (
@@ -218,3 +221,51 @@ def test_a_postgresql_ledger_from_the_environment(tmp_path: Path, postgres_db: s
     assert "the ledger is in PostgreSQL" in out and "pg_dump" in out
     bad = run_cli("check", data=data, env={"RATER_LEDGER": "mysql://x"})
     assert bad.returncode != 0 and "is not a postgresql:// URL" in bad.stderr
+
+
+def test_a_ledger_ahead_of_its_journal_is_refused_and_rebuilt(store: Store,
+                                                               tmp_path: Path) -> None:
+    """A restored data directory beside a newer ledger (or two data directories given one
+    database): taking on from there would skip entries and keep others' rows."""
+    journal = populate(store, tmp_path)
+    journal.post("acme", "manual-payment", "1.00", key="p1")
+    with Ledger(store) as led:
+        led.tail()
+        led.db.execute("UPDATE tailed SET entry = 5 WHERE id = 1")
+        with pytest.raises(StoreError, match=r"is at entry 5, the journal of .* ends at 1"):
+            led.tail()
+        assert led.rebuild().position == 1
+        agrees(store, led)
+
+
+def test_a_tail_stops_between_batches_when_asked(store: Store, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = populate(store, tmp_path)
+    for k in range(10):
+        journal.post("acme", "manual-payment", "1.00", key=f"p{k}")
+    monkeypatch.setattr(ledger_module, "BATCH", 3)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2                 # after two batches
+    with Ledger(store) as led:
+        assert led.tail(stop=stop) == Tailed(6, 6)
+        assert led.check() == []              # what it took is whole
+        assert led.tail().position == 10
+
+
+def test_the_postgresql_password_is_never_shown(postgres: str) -> None:
+    from rater.ledger import _Postgres
+
+    url = postgres.replace("rater@", "rater:s3cret@") + "/postgres?password=s3cret"
+    db = _Postgres(url)
+    try:
+        assert "s3cret" not in db.where and db.where.endswith("/postgres")
+    finally:
+        db.close()
+
+
+def test_the_companion_refuses_a_busy_loop(tmp_path: Path) -> None:
+    proc = run_cli("billing", "--every", "0", data=tmp_path / "data")
+    assert proc.returncode != 0 and "--every 0.0: a number of seconds above 0" in proc.stderr
