@@ -223,8 +223,8 @@ class Ledger:
         except StoreError:
             raise
         except Exception as exc:
-            where = "the PostgreSQL ledger" if url else store.data_dir / FILE
-            raise StoreError(f"cannot open the ledger {where}: {exc}") from None
+            what = "the PostgreSQL ledger" if url else f"the ledger {store.data_dir / FILE}"
+            raise StoreError(f"cannot open {what}: {exc}") from None
         try:
             # Only when missing: the schema lock would make a reader wait for the
             # tailer, and DDL on tables in use takes locks a tailer's could deadlock with.
