@@ -28,6 +28,8 @@ def main() -> None:
     rating_pb2_grpc.add_RatingServiceServicer_to_server(Echo(), server)
     server.add_insecure_port(f"127.0.0.1:{sys.argv[1]}")
     server.start()
+    # Blocked first: sigwait takes only signals that are blocked (else SIGTERM kills).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     print("ready", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     server.stop(1).wait()

@@ -45,7 +45,7 @@ TICK = 0.0005
 
 
 def build(n: int, secret: str, users: Sequence[str], tag: str, sockets: int,
-          called: str = "442079460000") -> list[bytes]:
+) -> list[bytes]:
     """``n`` Access-Requests: user ``users[i % len(users)]``, session ``{tag}-{i}``, the
     identifier packet ``i`` will be sent with."""
     d = wire.dictionary()
@@ -56,7 +56,7 @@ def build(n: int, secret: str, users: Sequence[str], tag: str, sockets: int,
         p = AuthPacket(code=AccessRequest, id=(i // sockets) % 256, secret=key, dict=d,
                        authenticator=os.urandom(16))
         p["User-Name"] = users[i % len(users)]
-        p["Called-Station-Id"] = called
+        p["Called-Station-Id"] = "442079460000"
         p["Calling-Station-Id"] = "15550001"
         p["Acct-Session-Id"] = f"{tag}-{i}"
         p.add_message_authenticator()
@@ -111,6 +111,8 @@ class Result:
             "max_ms": round(self.latency(100) * 1000, 3),
             "lag_p99_ms": round(lag[max(0, math.ceil(0.99 * len(lag)) - 1)] * 1000, 3)
             if lag else 0.0,
+            "strays": self.strays,
+            "send_errors": self.send_errors,
         }
 
     def line(self) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from billinggen import populate, write_billing_cdrs
 from deckgen import deck_prefixes, write_deck
+from measure import items
 
 from rater.config import StorageConfig
 from rater.decks import Decks
@@ -44,11 +45,6 @@ def billing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
     Decks(store).import_file(root / "deck.csv", "pn", currency="USD")
     populate(store, "pn")
     return store, root / "cdrs.csv"
-
-
-def items(benchmark, n: int, **extra: object) -> None:  # type: ignore[no-untyped-def]
-    benchmark.extra_info["items"] = n
-    benchmark.extra_info.update(extra)
 
 
 @pytest.mark.benchmark(group="cdr_import")

@@ -30,22 +30,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deckgen import calls, deck_prefixes, write_deck
+from measure import items
 
 from rater.decks import Decks
 from rater.engine import Deck
+from rater.radius.server import free_ports
 from rater.store import Store
 
 HERE = Path(__file__).resolve().parent
 UNARY = 20_000
 INFLIGHT = 32
 BATCHES, BATCH = 20, 50_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +65,7 @@ def _ready(proc: subprocess.Popen[str], word: str) -> None:
 
 @pytest.fixture(scope="module")
 def rater(world: Path) -> Iterator[str]:
-    port = free_port()
+    (port,) = free_ports("127.0.0.1", [socket.SOCK_STREAM])
     proc = subprocess.Popen([sys.executable, "-m", "rater.cli", "--data", str(world / "data"),
                              "serve", "--listen", "127.0.0.1", "--workers", "2",
                              "--radius-auth-port", "0", "--radius-acct-port", "0",
@@ -84,7 +79,7 @@ def rater(world: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def echo() -> Iterator[str]:
-    port = free_port()
+    (port,) = free_ports("127.0.0.1", [socket.SOCK_STREAM])
     proc = subprocess.Popen([sys.executable, str(HERE / "grpcecho.py"), str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _ready(proc, "ready")
@@ -98,11 +93,6 @@ def load(world: Path, *args: str) -> tuple[int, float]:
                           str(world / "numbers.txt")], capture_output=True, text=True,
                          timeout=600, check=True).stdout.split()
     return int(out[0]), float(out[1])
-
-
-def items(benchmark, n: int, **extra: object) -> None:  # type: ignore[no-untyped-def]
-    benchmark.extra_info["items"] = n
-    benchmark.extra_info.update(extra)
 
 
 def _unary(benchmark, world: Path, address: str) -> None:  # type: ignore[no-untyped-def]

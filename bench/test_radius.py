@@ -76,12 +76,14 @@ from pathlib import Path
 
 import pytest
 import radload
+from measure import items
 
 from rater.clients import Client, Registry
 from rater.config import StorageConfig
 from rater.decks import Decks
 from rater.journal import Journal
 from rater.nas import add as add_nas
+from rater.radius.server import free_ports
 from rater.store import Store
 
 HERE = Path(__file__).resolve().parent
@@ -117,24 +119,12 @@ REPLY = (("Session-Timeout", "7200"),
          ("Message-Authenticator", "0x00"))
 
 
-def items(benchmark, n: int, **extra: object) -> None:  # type: ignore[no-untyped-def]
-    benchmark.extra_info["items"] = n
-    benchmark.extra_info.update(extra)
-
-
 def tool(name: str) -> str:
     path = shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
     if path is None:
         pytest.skip(f"{name} is missing (Debian: apt-get install freeradius freeradius-utils)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -225,7 +215,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def rater_serve(world: Path) -> Iterator[Running]:
-    auth, acct = free_port(), free_port()
+    auth, acct = free_ports("127.0.0.1", [socket.SOCK_DGRAM, socket.SOCK_DGRAM])
     log = world / f"rater-{auth}.log"
     proc = _start([sys.executable, "-m", "rater.cli", "--data", str(world / "data"), "serve",
                    "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
@@ -242,7 +232,7 @@ def rater_serve(world: Path) -> Iterator[Running]:
 
 @contextlib.contextmanager
 def freeradius(world: Path) -> Iterator[Running]:
-    port = free_port()
+    (port,) = free_ports("127.0.0.1", [socket.SOCK_DGRAM])
     run = world / f"freeradius-{port}"
     run.mkdir()
     env = {**os.environ, "RATER_BENCH_PORT": str(port), "RATER_BENCH_SECRET": SECRET,
@@ -345,7 +335,7 @@ def radclient(port: int, files: list[Path]) -> tuple[int, int]:
     return accepted, answered
 
 
-def auth_bench(benchmark, server: Running, root: Path) -> Rounds:  # type: ignore[no-untyped-def]
+def auth_bench(benchmark, server: Running, root: Path) -> None:  # type: ignore[no-untyped-def]
     files = [request_file(root / f"requests-{p}.txt",
                           [(USERS[p * PER_FILE + j], f"rep-{p}-{j}") for j in range(PER_FILE)])
              for p in range(PROCS)]
@@ -360,7 +350,6 @@ def auth_bench(benchmark, server: Running, root: Path) -> Rounds:  # type: ignor
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     items(benchmark, REQUESTS, sessions="32 a file, each sent 313 times", **rounds.info())
-    return rounds
 
 
 @pytest.mark.benchmark(group="radius_auth")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import Bench
+from measure import items
 
 from rater.cdr import rate_file
 from rater.decks import Decks
@@ -33,11 +34,6 @@ from rater.store import Store
 from rater.timeutil import parse_instant, zone
 
 START = 1_790_000_000
-
-
-def items(benchmark, n: int, **extra: object) -> None:  # type: ignore[no-untyped-def]
-    benchmark.extra_info["items"] = n
-    benchmark.extra_info.update(extra)
 
 
 # -- lookup

@@ -435,13 +435,12 @@ def cmd_billing(args: argparse.Namespace) -> int:
     def stop() -> bool:
         return bool(stopping)
 
-    if not args.once:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # A plain flag: a handler must not take a lock the interrupted code may hold.
-            signal.signal(sig, lambda signum, _: stopping.append(signum))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # A plain flag: a handler must not take a lock the interrupted code may hold.
+        signal.signal(sig, lambda signum, _: stopping.append(signum))
     with _open(args) as store:
         with Ledger(store) as first, Progress("ledger", None, unit="entries") as bar:
-            done = first.rebuild(bar) if args.rebuild else first.tail(bar, stop)
+            done = first.rebuild(bar, stop) if args.rebuild else first.tail(bar, stop)
             print(f"ledger {first.where}: {_entries(done.entries)} taken, at entry "
                   f"{done.position:,}", flush=True)
         ledger: Ledger | None = None

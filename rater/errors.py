@@ -112,6 +112,12 @@ class CheckFailed(RaterError):
 
     code = "CHECK_FAILED"
 
+    @classmethod
+    def unless_none(cls, problems: list[str]) -> None:
+        """Raise, listing the first 50 of ``problems``, if there are any."""
+        if problems:
+            raise cls(f"{len(problems)} difference(s):\n  " + "\n  ".join(problems[:50]))
+
 
 class FileError(RaterError):
     """A file cannot be read or written (missing, no permission, no space)."""

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -177,15 +177,22 @@ def available(client: Client, live: int) -> int | None:
     return None if client.mode == "postpaid" else live + client.credit_limit
 
 
+def add_move(sums: dict[int, list[int]], e: Entry) -> None:
+    """Add what ``e`` moves to its client's [live, fixed] in ``sums``."""
+    s = sums.setdefault(e.client, [0, 0])
+    s[0] += e.amount
+    if e.moves_fixed:
+        s[1] += e.amount
+
+
 def append(store: Store, txn: Any, entries: list[Entry]) -> int:
     """Write ``entries`` (numbered here) and move their clients' balances, in ``txn``.
 
     Returns the first entry's number.
     """
-    deltas: dict[int, tuple[int, int]] = {}
+    deltas: dict[int, list[int]] = {}
     for e in entries:
-        live, fixed = deltas.get(e.client, (0, 0))
-        deltas[e.client] = (live + e.amount, fixed + (e.amount if e.moves_fixed else 0))
+        add_move(deltas, e)
     first = append_packed(store, txn, [e.pack() for e in entries], deltas)
     for i, e in enumerate(entries):
         e.number = first + i
@@ -193,7 +200,7 @@ def append(store: Store, txn: Any, entries: list[Entry]) -> int:
 
 
 def append_packed(store: Store, txn: Any, packed: list[bytes],
-                  deltas: dict[int, tuple[int, int]]) -> int:
+                  deltas: Mapping[int, Sequence[int]]) -> int:
     """Write packed entries after the last one and add ``deltas`` (client -> live, fixed
     change) to the balances, in ``txn``; the caller's deltas must be those of the entries.
     """
@@ -379,10 +386,7 @@ class Journal:
         with self.store.read() as txn:
             names = {c.id: c.name for c in self.registry.iter_clients(txn)}
             for e in iter_entries(self.store, txn):
-                s = sums.setdefault(e.client, [0, 0])
-                s[0] += e.amount
-                if e.moves_fixed:
-                    s[1] += e.amount
+                add_move(sums, e)
                 if e.call is not None:
                     k = (e.call[0], e.call[1])
                     per_call[k] = per_call.get(k, 0) + e.amount
@@ -407,6 +411,4 @@ class Journal:
         return problems
 
     def require_consistent(self) -> None:
-        problems = self.check()
-        if problems:
-            raise CheckFailed(f"{len(problems)} difference(s):\n  " + "\n  ".join(problems[:50]))
+        CheckFailed.unless_none(self.check())

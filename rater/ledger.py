@@ -32,7 +32,7 @@ from typing import Any
 
 from .clients import show_amount
 from .errors import CheckFailed, StoreError
-from .journal import Entry, iter_entries
+from .journal import Entry, add_move, iter_entries
 from .progress import Progress
 from .store import Store
 
@@ -308,10 +308,7 @@ class Ledger:
         the position is no longer where the batch starts."""
         deltas: dict[int, list[int]] = {}
         for e in batch:
-            d = deltas.setdefault(e.client, [0, 0])
-            d[0] += e.amount
-            if e.moves_fixed:
-                d[1] += e.amount
+            add_move(deltas, e)
         with self.transaction() as db:
             if batch[0].number != self.position + 1:
                 return False
@@ -320,13 +317,15 @@ class Ledger:
             db.execute("UPDATE tailed SET entry = ? WHERE id = 1", (batch[-1].number,))
         return True
 
-    def rebuild(self, progress: Progress | None = None) -> Tailed:
-        """Empty the movements and the ledger's balances and take the journal again."""
+    def rebuild(self, progress: Progress | None = None,
+                stop: Callable[[], bool] | None = None) -> Tailed:
+        """Empty the movements and the ledger's balances and take the journal again
+        (``stop``: as for :meth:`tail`)."""
         with self.transaction() as db:
             db.execute("DELETE FROM movements")
             db.execute("DELETE FROM ledger_balances")
             db.execute("UPDATE tailed SET entry = 0 WHERE id = 1")
-        return self.tail(progress)
+        return self.tail(progress, stop)
 
     # -- reading
 
@@ -354,10 +353,7 @@ class Ledger:
                 if e.number > position:
                     break
                 count += 1
-                s = sums.setdefault(e.client, [0, 0])
-                s[0] += e.amount
-                if e.moves_fixed:
-                    s[1] += e.amount
+                add_move(sums, e)
         if rows != count:
             problems.append(f"ledger: {rows} movements, the journal {count} entries up to "
                             f"entry {position}")
@@ -373,9 +369,7 @@ class Ledger:
         return problems
 
     def require_consistent(self) -> None:
-        problems = self.check()
-        if problems:
-            raise CheckFailed(f"{len(problems)} difference(s):\n  " + "\n  ".join(problems[:50]))
+        CheckFailed.unless_none(self.check())
 
     def backup(self, target: Path) -> Path | None:
         """A consistent copy of a SQLite ledger into the directory ``target`` (None for a

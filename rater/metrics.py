@@ -1,7 +1,7 @@
 """Prometheus metrics of ``rater serve``, right across its worker processes.
 
 prometheus_client's multiprocess mode: each worker writes its metrics to files
-of its own in a directory the supervisor empties at start; the supervisor's
+of its own in a new, empty directory the supervisor makes at start; the supervisor's
 ``/metrics`` endpoint (its own port, ``metrics.port``) reads and sums them at
 every scrape. The environment variable that selects the mode must be set
 before prometheus_client is first imported, so this module imports it only in

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import audit
 from .errors import ConfigError, InvalidArgument, UnknownNas
@@ -83,27 +83,42 @@ def shown(entry: NasEntry) -> dict[str, Any]:
     return d
 
 
+class Nas(NamedTuple):
+    """A NAS entry as the agent uses it, worked out once per table: its secret as bytes,
+    and the h323-return-code of each outcome (its own over the config's), as text."""
+
+    entry: NasEntry
+    secret: bytes
+    codes: dict[str, str]
+
+
 class NasTable:
     """The entries of the store and the config, found by a packet's source address."""
 
-    def __init__(self, entries: list[NasEntry]) -> None:
-        self._nets = sorted(((ipaddress.ip_network(e.network), e) for e in entries),
-                            key=lambda x: -x[0].prefixlen)
-        self._cache: dict[str, NasEntry | None] = {}
+    def __init__(self, entries: list[NasEntry], return_codes: dict[str, int]) -> None:
+        self._nets = sorted(
+            ((ipaddress.ip_network(e.network),
+              Nas(e, e.secret.encode(),
+                  {k: str(v) for k, v in {**return_codes, **e.return_codes}.items()}))
+             for e in entries),
+            key=lambda x: -x[0].prefixlen)
+        self._cache: dict[str, Nas | None] = {}
 
     @classmethod
-    def of(cls, store: Store, configured: tuple[NasEntry, ...]) -> NasTable:
+    def of(cls, store: Store, configured: tuple[NasEntry, ...],
+           return_codes: dict[str, int]) -> NasTable:
+        """The stored and configured entries, with the config's return codes."""
         mine = stored(store)
         both = {e.network for e in mine} & {e.network for e in configured}
         if both:
             raise ConfigError(f"NAS {sorted(both)[0]} is both in the config and in the store",
                               hint="keep one of them")
-        return cls([*mine, *configured])
+        return cls([*mine, *configured], return_codes)
 
     def __len__(self) -> int:
         return len(self._nets)
 
-    def find(self, address: str) -> NasEntry | None:
+    def find(self, address: str) -> Nas | None:
         try:
             return self._cache[address]
         except KeyError:

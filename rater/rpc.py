@@ -198,8 +198,6 @@ class RatingService(rating_pb2_grpc.RatingServiceServicer):
                 return self._control().authorize(call)
 
         d = answer(context, decide)
-        if self.group is not None:
-            self.group.request()
         if self.metrics is not None:
             self.metrics.authorizations.labels(d.outcome).inc()
         if not d.accepted:

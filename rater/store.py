@@ -220,6 +220,8 @@ class Store:
         self.calls_lapse = Space(b"x/")
         self.calls_load = Space(b"u/")
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Called after each commit of :meth:`write` (a group sync asks to sync it).
+        self.after_commit: Callable[[], None] | None = None
         #: Held shared by every call that reads a deck in place, exclusively by a resize.
         self.gate = Gate()
         try:
@@ -335,6 +337,8 @@ class Store:
             try:
                 result = fn(txn)
                 txn.commit()
+                if self.after_commit is not None:
+                    self.after_commit()
                 return result
             except lmdb.MapFullError:
                 txn.abort()
@@ -397,6 +401,8 @@ class GroupSync:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="group-sync", daemon=True)
         self._thread.start()
+        # Every commit of the store asks for its sync, whoever made it (RADIUS, gRPC).
+        store.after_commit = self.request
 
     def request(self) -> None:
         """Commits were made: sync them within the interval."""
@@ -442,6 +448,7 @@ class GroupSync:
             self._cond.notify_all()
 
     def close(self) -> None:
+        self.store.after_commit = None
         with self._cond:
             self._stop = True
             self._cond.notify_all()

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from rater.clients import Client, Registry
 from rater.decks import Decks
+from rater.journal import Journal
+from rater.radius.control import CallControl
+from rater.radius.server import free_ports
 from rater.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +44,30 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent: the real rate decks and CDRs are not here")
     return SHARED_DATA
+
+
+# -- call control without the wire (tests/test_call_control.py, test_radius_edges.py)
+
+PREMIUM = "900123456"
+#: Seconds a reservation outlives its grant in the call-control tests.
+GRACE = 60
+CONTROL_DECK = ("prefix,destination,rate,connect_fee,increment,effective_from\n"
+                "44,UK,0.0200,0.0050,60/6,\n900,PREMIUM,2.0000,,1/1,\n")
+
+
+@pytest.fixture
+def control(store: Store, decks: Decks, tmp_path: Path) -> Iterator[CallControl]:
+    """alice: prepaid, 1.00 USD paid and 0.10 of credit, calls of at most an hour, priced
+    by table T (CONTROL_DECK)."""
+    decks.import_file(write(tmp_path / "deck.csv", CONTROL_DECK), "T", currency="USD")
+    reg = Registry(store)
+    reg.add_client(Client(id=0, name="alice", currency="USD", rate_tables=[[None, "T"]],
+                          credit_limit=100_000_000, max_call_length=3600))
+    reg.add_account("alice", username="alice")
+    Journal(store).post("alice", "manual-payment", "1.00", key="p")
+    c = CallControl(store, reservation_grace=GRACE)
+    yield c
+    c.close()
 
 
 def write(path: Path, text: str) -> Path:
@@ -125,9 +153,7 @@ def postgres() -> Iterator[str]:
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if prefix:
         shutil.chown(root, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports("127.0.0.1", [socket.SOCK_STREAM])
     subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(root / "db"), "-U", "rater",
                     "--auth=trust", "-E", "UTF8", "--no-sync"],
                    check=True, capture_output=True, timeout=120)

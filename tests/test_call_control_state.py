@@ -15,7 +15,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from rater.clients import Client, Registry
 from rater.decks import Decks
@@ -53,6 +59,8 @@ class CallControlMachine(RuleBasedStateMachine):
         self.control = CallControl(self.store, reservation_grace=30)
         self.now = T0
         self.stops: set[tuple[str, str]] = set()
+        #: The Stop that billed each call: who, session -> number, seconds, instant.
+        self.billed: dict[tuple[str, str], tuple[str, int, int]] = {}
 
     def teardown(self) -> None:
         if hasattr(self, "control"):
@@ -98,6 +106,17 @@ class CallControlMachine(RuleBasedStateMachine):
         else:
             assert outcome in ("billed", "mismatched")
             self.stops.add(key)
+            self.billed[key] = (number, seconds, self.now)
+
+    @precondition(lambda self: bool(self.billed))
+    @rule(data=st.data())
+    def stop_again(self, data: st.DataObject) -> None:
+        """The very same Stop sent again (a retransmission) bills nothing."""
+        (who, session), (number, seconds, at) = data.draw(
+            st.sampled_from(sorted(self.billed.items())))
+        outcome = self.control.account(self.call(who, session, number), STOP,
+                                       session_time=seconds, event_time=at, now=self.now)
+        assert outcome == "repeated"
 
     @rule(seconds=st.sampled_from([1, 29, 30, 31, 600, 1900]))
     def wait(self, seconds: int) -> None:

@@ -3,7 +3,6 @@ health, reflection, and the table of error statuses."""
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ROOT, write
+from conftest import ROOT, run_cli, write
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -45,15 +44,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Server:
     server.stop()
 
 
-def address(server: Server) -> str:
-    found = re.search(r"gRPC (\S+?);", server.ready)
-    assert found, server.ready
-    return found.group(1)
-
-
 @pytest.fixture
 def rating(served: Server) -> rating_pb2_grpc.RatingServiceStub:
-    channel = grpc.insecure_channel(address(served))
+    channel = grpc.insecure_channel(served.grpc_address())
     yield rating_pb2_grpc.RatingServiceStub(channel)
     channel.close()
 
@@ -133,7 +126,7 @@ def test_rate_stream_refuses_a_ragged_batch(rating: rating_pb2_grpc.RatingServic
 
 
 def test_health_says_serving_and_reflection_lists_the_services(served: Server) -> None:
-    with grpc.insecure_channel(address(served)) as channel:
+    with grpc.insecure_channel(served.grpc_address()) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "rater.v1.RatingService"):
             got = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -170,7 +163,7 @@ def test_the_generated_code_is_that_of_the_protos(tmp_path: Path) -> None:
 
 def test_authorize_and_accounting_over_grpc_follow_radius(served: Server) -> None:
     assert set(REJECTS) == set(OUTCOMES) - {"accepted"}
-    with grpc.insecure_channel(address(served)) as channel:
+    with grpc.insecure_channel(served.grpc_address()) as channel:
         stub = rating_pb2_grpc.RatingServiceStub(channel)
         ok = stub.Authorize(rating_pb2.AuthorizeRequest(
             nas="127.0.0.1", username="alice", called="442079460000", session_id="g-1"),
@@ -222,7 +215,7 @@ def test_tls_token_and_the_python_client(tmp_path: Path, served: Server) -> None
                                             f'tls_key_file = "{key}"\ntoken_file = "{token}"\n')
     secure = start(served.data, config, "--workers", "1")
     try:
-        addr = address(secure)
+        addr = secure.grpc_address()
         pem = cert.read_bytes()
         # Without the token: UNAUTHENTICATED, for one call and for a stream; health is open.
         with RaterClient(addr, root_certificates=pem) as anonymous:
@@ -258,15 +251,14 @@ def test_tls_token_and_the_python_client(tmp_path: Path, served: Server) -> None
         secure.stop()
     bad = write(tmp_path / "bad.toml", '[grpc]\ntls_cert_file = "/nonexistent.pem"\n'
                                        f'tls_key_file = "{key}"\n')
-    proc = subprocess.run([sys.executable, "-m", "rater.cli", "config", "check", str(bad)],
-                          capture_output=True, text=True)
+    proc = run_cli("config", "check", str(bad))
     assert proc.returncode == 78 and "grpc.tls_cert_file: cannot read" in proc.stderr
 
 
 def test_deck_service_imports_in_chunks_shows_diffs_and_rolls_back(served: Server) -> None:
     deck = (b"prefix,destination,rate,connect_fee,increment,effective_from\n"
             b"49,Germany,0.0100,,60/60,\n4930,Berlin,0.0080,,60/60,\n")
-    with grpc.insecure_channel(address(served)) as channel:
+    with grpc.insecure_channel(served.grpc_address()) as channel:
         decks = manage_pb2_grpc.DeckServiceStub(channel)
         chunks = [manage_pb2.DeckChunk(table="G", filename="g.csv", currency="EUR",
                                        data=deck[:20]),
@@ -302,7 +294,7 @@ def describe(rate: str) -> str:
 
 
 def test_client_service_adds_clients_accounts_and_posts_money_once(served: Server) -> None:
-    with grpc.insecure_channel(address(served)) as channel:
+    with grpc.insecure_channel(served.grpc_address()) as channel:
         clients = manage_pb2_grpc.ClientServiceStub(channel)
         made = clients.AddClient(manage_pb2.ClientInfo(name="henry", currency="USD",
                                                        rate_table="T", capacity=2), timeout=5)
@@ -425,6 +417,7 @@ def test_a_stopping_agent_says_not_serving_before_it_drains(tmp_path: Path) -> N
         assert seen == [health_pb2.HealthCheckResponse.NOT_SERVING]
         assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
+        agent.server.stop(0)                  # stopped already, unless an assert failed
         store.close()
 
 

@@ -4,7 +4,6 @@ parser: the counts of two workers add up to what was sent."""
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import time
 import urllib.request
@@ -18,12 +17,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from test_radius_serve import (
-    RATER,
     Server,
     access_request,
     call,
     ensure_radclient,
-    free_ports,
     populate,
     radclient,
     send,
@@ -76,8 +73,7 @@ def test_counts_of_every_worker_add_up(data: Path, tmp_path: Path) -> None:
                     timeout=0.3) is None
         stop = call("bob", "m-0-0", **{"Acct-Status-Type": "Stop", "Acct-Session-Time": "30"})
         assert radclient(server.acct, "acct", [stop])[0] is not None
-        grpc_address = re.search(r"gRPC (\S+?);", server.ready).group(1)  # type: ignore[union-attr]
-        with grpc.insecure_channel(grpc_address) as channel:
+        with grpc.insecure_channel(server.grpc_address()) as channel:
             rating = rating_pb2_grpc.RatingServiceStub(channel)
             for _ in range(3):
                 rating.Rate(rating_pb2.RateRequest(table="T", number="44", duration_seconds=1),
@@ -127,20 +123,13 @@ def test_counts_of_every_worker_add_up(data: Path, tmp_path: Path) -> None:
 
 def test_metrics_can_be_turned_off(data: Path, tmp_path: Path) -> None:
     config = write(tmp_path / "serve.toml", "[metrics]\nenabled = false\n")
-    auth, acct = free_ports(2)
-    proc = subprocess.Popen([*RATER, "--data", str(data), "serve", "--config", str(config),
-                             "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
-                             "--radius-acct-port", str(acct), "--grpc-port", "0"],
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    s = start(data, config)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("rater serve: RADIUS") and "metrics" not in line
+        assert s.ready.startswith("rater serve: RADIUS") and "metrics" not in s.ready
+        assert s.metrics == ""
     finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
-    assert proc.returncode == 0
+        s.stop()
+    assert s.proc.returncode == 0
 
 
 def test_the_dashboard_and_alerts_name_only_exported_metrics() -> None:

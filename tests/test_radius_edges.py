@@ -12,61 +12,29 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
 import pytest
-from conftest import write
+from conftest import CONTROL_DECK, GRACE, PREMIUM, write
 from pyrad.packet import AccessRequest, AccountingRequest, AcctPacket, AuthPacket
-from test_radius_serve import free_ports, send
+from test_call_control import T0, UK, alice, cost
+from test_radius_serve import children, send, start
 
 from rater.clients import Client, Registry
 from rater.decks import Decks
-from rater.engine import Deck
-from rater.journal import Journal
 from rater.radius import packet
 from rater.radius.control import START, STOP, Call, CallControl
 from rater.radius.server import Worker
 from rater.settings import load
 from rater.store import Store
 
-T0 = 1_795_000_000
-UK = "442079460000"
-PREMIUM = "900123456"
-GRACE = 60
 SECRET = "testing123"
-DECK = ("prefix,destination,rate,connect_fee,increment,effective_from\n"
-        "44,UK,0.0200,0.0050,60/6,\n900,PREMIUM,2.0000,,1/1,\n")
 
 
 # -- call control without the wire
-
-@pytest.fixture
-def control(store: Store, decks: Decks, tmp_path: Path) -> Iterator[CallControl]:
-    """alice: prepaid, 1.00 USD paid and 0.10 of credit, calls of at most an hour."""
-    decks.import_file(write(tmp_path / "deck.csv", DECK), "T", currency="USD")
-    reg = Registry(store)
-    reg.add_client(Client(id=0, name="alice", currency="USD", rate_tables=[[None, "T"]],
-                          credit_limit=100_000_000, max_call_length=3600))
-    reg.add_account("alice", username="alice")
-    Journal(store).post("alice", "manual-payment", "1.00", key="p")
-    c = CallControl(store, reservation_grace=GRACE)
-    yield c
-    c.close()
-
-
-def alice(session: str, number: str = UK, nas: str = "10.0.0.1") -> Call:
-    return Call(nas=nas, user_name="alice", calling="1555", called=number, session_id=session)
-
-
-def cost(store: Store, number: str, seconds: int) -> int:
-    with Deck(store, "T") as deck:
-        return int(deck.rate(number, T0, seconds).cost * 10**9)
-
 
 def limit_calls(control: CallControl, store: Store, capacity: int) -> None:
     Registry(store).edit_client("alice", capacity=capacity)
@@ -98,7 +66,7 @@ def test_an_access_request_handled_after_its_stop_reserves_nothing(control: Call
     control.authorize(alice("a"), now=T0 + 6)               # the late copy
     assert control.reserved(1, now=T0 + 6) == (0, 0)
     other = control.authorize(alice("b"), now=T0 + 7)
-    assert other.credit == 1_100_000_000 - cost(store, UK, 5)
+    assert other.credit == 1_100_000_000 - cost(store, 5)
 
 
 def test_a_call_answered_after_ringing_keeps_its_reservation_to_its_end(
@@ -125,7 +93,7 @@ def test_a_new_number_under_a_known_session_id_is_not_granted_the_old_time(
     assert cheap.accepted
     premium = control.authorize(alice("a", number=PREMIUM), now=T0 + 1)
     held = control.reserved(1, now=T0 + 1)[1]
-    assert not premium.accepted or cost(store, PREMIUM, premium.seconds) <= held
+    assert not premium.accepted or cost(store, premium.seconds, PREMIUM) <= held
 
 
 def test_one_call_with_an_oversized_key_leaves_the_batch_decided(control: CallControl) -> None:
@@ -176,7 +144,7 @@ def populate(data: Path) -> None:
     """bob (postpaid) on table T; rater serve's NAS entry comes from its config."""
     store = Store(data)
     try:
-        Decks(store).import_file(write(data.parent / "deck.csv", DECK), "T", currency="USD")
+        Decks(store).import_file(write(data.parent / "deck.csv", CONTROL_DECK), "T", currency="USD")
         reg = Registry(store)
         reg.add_client(Client(id=0, name="bob", currency="USD", mode="postpaid",
                               rate_tables=[[None, "T"]]))
@@ -266,21 +234,6 @@ def test_a_worker_that_stops_leaves_no_descriptor_open(tmp_path: Path) -> None:
 
 # -- rater serve
 
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(entry))
-    return out
-
-
 def return_code(port: int, deadline: float) -> bytes | None:
     """The h323-return-code of an unknown caller's Access-Reject (None: no answer)."""
     while time.monotonic() < deadline:
@@ -291,35 +244,6 @@ def return_code(port: int, deadline: float) -> bytes | None:
             return reply[at + 17:at + reply[at - 1] - 2]
         time.sleep(0.05)
     return None
-
-
-def start_serve(data: Path, cfg: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
-    """rater serve on 127.0.0.1, once it says it is listening; it and its auth port."""
-    auth, acct = free_ports(2)
-    proc = subprocess.Popen([sys.executable, "-m", "rater.cli", "--data", str(data), "serve",
-                             "--config", str(cfg), "--workers", str(workers),
-                             "--listen", "127.0.0.1", "--radius-auth-port", str(auth),
-                             "--radius-acct-port", str(acct), "--grpc-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("rater serve: RADIUS"):
-        proc.kill()
-        proc.communicate()
-        raise AssertionError(f"serve did not start: {line!r}")
-    return proc, auth
-
-
-def stop_serve(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-    else:
-        proc.communicate()
 
 
 def alive(pid: int) -> bool:
@@ -336,7 +260,8 @@ def test_a_worker_started_again_keeps_the_reloaded_settings(tmp_path: Path) -> N
     data = tmp_path / "data"
     populate(data)
     cfg = config(tmp_path / "serve.toml")
-    proc, auth = start_serve(data, cfg, 1)
+    server = start(data, cfg, "--workers", "1")
+    proc, auth = server.proc, server.auth
     try:
         assert return_code(auth, time.monotonic() + 5) == b"1"
         config(cfg, "[radius.return_codes]\nunknown_account = 42\n")
@@ -353,7 +278,7 @@ def test_a_worker_started_again_keeps_the_reloaded_settings(tmp_path: Path) -> N
         assert children(proc.pid) not in ([], [old])
         assert return_code(auth, time.monotonic() + 5) == b"42"
     finally:
-        stop_serve(proc)
+        server.stop()
 
 
 def test_workers_end_when_their_supervisor_dies(tmp_path: Path) -> None:
@@ -361,7 +286,8 @@ def test_workers_end_when_their_supervisor_dies(tmp_path: Path) -> None:
     a few seconds instead of serving on with nobody to restart, reload or stop them."""
     data = tmp_path / "data"
     populate(data)
-    proc, _ = start_serve(data, config(tmp_path / "serve.toml"), 2)
+    server = start(data, config(tmp_path / "serve.toml"), "--workers", "2")
+    proc = server.proc
     pids = children(proc.pid)
     try:
         assert len(pids) == 2
@@ -375,7 +301,7 @@ def test_workers_end_when_their_supervisor_dies(tmp_path: Path) -> None:
         for p in pids:
             if alive(p):
                 os.kill(p, signal.SIGKILL)
-        stop_serve(proc)            # the workers held its pipes: read them to the end
+        server.stop()               # the workers held its pipes: read them to the end
 
 
 def sockets(pid: int) -> set[str]:
@@ -393,7 +319,9 @@ def test_a_worker_started_again_holds_no_socket_of_its_supervisor(tmp_path: Path
     supervisor's /metrics listener (which it would keep open, and the port with it)."""
     data = tmp_path / "data"
     populate(data)
-    proc, _ = start_serve(data, config(tmp_path / "serve.toml", metrics="port = 0"), 1)
+    server = start(data, config(tmp_path / "serve.toml", metrics="enabled = true"),
+                   "--workers", "1")
+    proc = server.proc
     try:
         (old,) = children(proc.pid)
         os.kill(old, signal.SIGKILL)
@@ -405,4 +333,4 @@ def test_a_worker_started_again_holds_no_socket_of_its_supervisor(tmp_path: Path
         assert sockets(proc.pid)
         assert sockets(new) & sockets(proc.pid) == set()
     finally:
-        stop_serve(proc)
+        server.stop()

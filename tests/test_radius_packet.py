@@ -5,15 +5,14 @@ encode_reply writes pass pyrad's checks and equal, byte for byte, the replies
 pyrad builds for the same attributes; fixed packets decode to fixed values;
 every drop reason has a packet that triggers it and nothing else; and no bytes
 at all, random or a mutated valid packet, make decode raise anything but
-Dropped. Where FreeRADIUS is installed, its dictionaries and radclient are
-checked against too.
+Dropped. FreeRADIUS's dictionaries and radclient (installed by the tests when
+missing) are checked against too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import shutil
 import socket
 import struct
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pyrad.dictionary import Dictionary
+from test_radius_serve import ensure_radclient
 
 from rater import _radius
 from rater.radius.packet import (
@@ -209,9 +209,8 @@ def test_values_have_their_rfc_numbers(name: str, value: str, number: int) -> No
 FREERADIUS = Path("/usr/share/freeradius")
 
 
-@pytest.mark.skipif(not (FREERADIUS / "dictionary.cisco").exists(),
-                    reason="FreeRADIUS's dictionaries are not installed")
 def test_the_dictionary_agrees_with_freeradius() -> None:
+    ensure_radclient()          # its package brings FreeRADIUS's dictionaries (-common)
     theirs = Dictionary(*(str(FREERADIUS / f"dictionary.{n}")
                           for n in ("rfc2865", "rfc2866", "rfc2869", "rfc3162", "cisco")))
     checked = 0
@@ -803,7 +802,6 @@ def answer(sock: socket.socket, stop: threading.Event, replies: list[bytes]) -> 
         sock.sendto(out, addr)
 
 
-@pytest.mark.skipif(shutil.which("radclient") is None, reason="FreeRADIUS's radclient is absent")
 @pytest.mark.parametrize(("command", "lines", "expect"), [
     ("auth", ['User-Name = "alice"', 'User-Password = "correct horse"',
               'Calling-Station-Id = "+15551230001"', "Message-Authenticator = 0x00",
@@ -818,6 +816,7 @@ def answer(sock: socket.socket, stop: threading.Event, replies: list[bytes]) -> 
 ])
 def test_radclient_accepts_the_replies(tmp_path: Path, command: str, lines: list[str],
                                        expect: list[str]) -> None:
+    radclient = ensure_radclient()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     replies: list[bytes] = []
@@ -828,7 +827,7 @@ def test_radclient_accepts_the_replies(tmp_path: Path, command: str, lines: list
     request.write_text("\n".join(lines) + "\n")
     try:
         proc = subprocess.run(
-            ["radclient", "-x", "-r", "1", "-t", "3", "-f", str(request),
+            [radclient, "-x", "-r", "1", "-t", "3", "-f", str(request),
              f"127.0.0.1:{sock.getsockname()[1]}", command, SECRET.decode()],
             capture_output=True, text=True, timeout=20)
     finally:

@@ -35,8 +35,8 @@ from .. import metrics
 from .._radius import Datagrams
 from ..errors import ConfigError, RaterError
 from ..metrics import Metrics, Tally
-from ..nas import NasTable, nas_generation
-from ..settings import NasEntry, Settings, load
+from ..nas import Nas, NasTable, nas_generation
+from ..settings import Settings, load
 from ..store import GroupSync, Store
 from . import packet
 from .control import Call, CallControl, Decision
@@ -87,10 +87,10 @@ class Counters:
         for tally in self._tallies.values():
             tally.flush()
 
-    def fail(self, code: str, n: int = 1) -> None:
-        self.errors += n
+    def fail(self, code: str) -> None:
+        self.errors += 1
         if self.metrics is not None:
-            self.metrics.errors.labels(code).inc(n)
+            self.metrics.errors.labels(code).inc()
 
     def line(self) -> str:
         parts = [f"{k} {v}" for k, v in sorted(self.answered.items())]
@@ -145,9 +145,7 @@ class Worker:
         #: Held while the call control decides: the gRPC threads share it.
         self.lock = threading.Lock()
         self._nas_generation = nas_generation(self.store)
-        self.nas = NasTable.of(self.store, settings.nas)
-        #: The return codes of each NAS entry of self.nas, by its id().
-        self._codes: dict[int, dict[str, str]] = {}
+        self.nas = NasTable.of(self.store, settings.nas, settings.return_codes)
         self._stop = False
         self._reload = False
         self.auth = self._bind(settings.auth_port)
@@ -250,8 +248,6 @@ class Worker:
             replies = self.handle_access([(data, source) for data, source, _ in batch], began)
         else:
             replies = [self.handle_accounting(data, source) for data, source, _ in batch]
-        if self.group is not None:
-            self.group.request()
         now = time.monotonic()
         out = []
         for (_, _, addr), reply in zip(batch, replies, strict=True):
@@ -269,13 +265,16 @@ class Worker:
         if not self._waiting or self.group is None:
             return
         synced = self.group.synced
+        due: dict[socket.socket, list[tuple[bytes, bytes]]] = {}
         keep = []
         for item in self._waiting:
             if item[0] < synced:
-                self._datagrams.send(item[1].fileno(), [(item[2], item[3])])
+                due.setdefault(item[1], []).append((item[2], item[3]))
             else:
                 keep.append(item)
         self._waiting = keep
+        for sock, replies in due.items():
+            self._datagrams.send(sock.fileno(), replies)
 
     def _keep_up(self) -> None:
         if self.counters.metrics is not None and self.number == 1:
@@ -287,8 +286,8 @@ class Worker:
         if generation != self._nas_generation:
             self._nas_generation = generation
             try:
-                self.nas = NasTable.of(self.store, self.settings.nas)
-                self._codes = {}
+                self.nas = NasTable.of(self.store, self.settings.nas,
+                                       self.settings.return_codes)
             except ConfigError as exc:
                 log.error("worker %d: NAS entries not reloaded: %s", self.number, exc)
         with self.lock:
@@ -297,13 +296,12 @@ class Worker:
     def _reread(self) -> None:
         try:
             settings = load(self.config_path, self.overrides)
-            nas = NasTable.of(self.store, settings.nas)
+            nas = NasTable.of(self.store, settings.nas, settings.return_codes)
         except ConfigError as exc:
             log.error("worker %d: config not reloaded: %s", self.number, exc)
             return
         self.settings = as_started(settings, self.settings)
         self.nas = nas
-        self._codes = {}
         with self.lock:
             self.control.grace = settings.reservation_grace
             self.control.refresh(force=True)
@@ -312,7 +310,7 @@ class Worker:
     # -- one packet
 
     def _read(self, data: bytes, source: str, auth: bool
-              ) -> tuple[packet.Request, Call, NasEntry] | None:
+              ) -> tuple[packet.Request, Call, Nas] | None:
         """A packet from ``source`` decoded and checked (None: dropped, and counted)."""
         if source.startswith("::ffff:"):
             source = source[7:]
@@ -321,8 +319,7 @@ class Worker:
             self.counters.drop("unknown-nas")
             return None
         try:
-            req = packet.decode(data, nas.secret.encode(),
-                                self.settings.require_message_authenticator)
+            req = packet.decode(data, nas.secret, self.settings.require_message_authenticator)
         except packet.Dropped as exc:
             self.counters.drop(exc.reason)
             log.debug("dropped a packet from %s: %s", source, exc)
@@ -357,7 +354,7 @@ class Worker:
                 continue
             code, attrs = self.access_reply(decision, nas)
             try:
-                replies.append(packet.encode_reply(req, code, nas.secret.encode(), attrs))
+                replies.append(packet.encode_reply(req, code, nas.secret, attrs))
             except ValueError as exc:
                 # Too long once its Proxy-States are copied back: dropped, like the request.
                 self.counters.drop("oversized")
@@ -408,7 +405,6 @@ class Worker:
         if read is None:
             return None
         req, call, nas = read
-        secret = nas.secret.encode()
         try:
             if not req.session_id or req.status_type is None:
                 self.counters.drop("malformed")
@@ -426,7 +422,7 @@ class Worker:
             self._failed(f"Accounting-Request from {source}")
             return None
         try:
-            reply = packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, secret, [])
+            reply = packet.encode_reply(req, packet.ACCOUNTING_RESPONSE, nas.secret, [])
         except ValueError as exc:
             self.counters.drop("oversized")
             log.debug("reply to %s not sent: %s", source, exc)
@@ -434,13 +430,8 @@ class Worker:
         self.counters.answer("accounting", outcome, time.perf_counter() - began)
         return reply
 
-    def access_reply(self, d: Decision, nas: NasEntry) -> tuple[int, list[tuple[str, str | int]]]:
-        codes = self._codes.get(id(nas))
-        if codes is None:
-            # Per NAS entry, while it is in the table (both are replaced together).
-            codes = self._codes[id(nas)] = {
-                k: str(v) for k, v in {**self.settings.return_codes, **nas.return_codes}.items()}
-        code = codes[d.outcome]
+    def access_reply(self, d: Decision, nas: Nas) -> tuple[int, list[tuple[str, str | int]]]:
+        code = nas.codes[d.outcome]
         if not d.accepted:
             return packet.ACCESS_REJECT, [("Reply-Message", d.message),
                                           ("h323-return-code", code)]
@@ -498,7 +489,7 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
     settings = replace(settings, **chosen)
     # Errors in the NAS entries are found before any worker starts.
     with Store(data_dir, settings.storage) as store:
-        nas = NasTable.of(store, settings.nas)
+        nas = NasTable.of(store, settings.nas, settings.return_codes)
     metrics_dir = None
     if settings.metrics_enabled:
         metrics_dir = Path(tempfile.mkdtemp(prefix="rater-metrics-"))
