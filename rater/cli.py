@@ -42,6 +42,7 @@ EXIT_CODES = {
     "UNKNOWN_NAS": 4,
     "CONFLICT": 5,
     "REFUSED": 6,
+    "INVOICE": 6,
     "CHECK_FAILED": 7,
     "INVALID_ARGUMENT": 64,
     "INVALID_NUMBER": 64,
@@ -53,6 +54,7 @@ EXIT_CODES = {
     "STORE_ERROR": 74,
     "STORE_FULL": 74,
     "BAD_DECK_FORMAT": 74,
+    "RENDER": 69,
     "BAD_CONFIG": 78,
 }
 EXIT_INTERNAL = 70

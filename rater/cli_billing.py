@@ -84,6 +84,10 @@ def _invoicing_changes(args: argparse.Namespace) -> dict[str, Any]:
         ch["reverse_charge"] = args.reverse_charge
     if args.vat_id is not None:
         ch["vat_id"] = args.vat_id.replace(" ", "").upper() or None
+    if args.issuer is not None:
+        ch["issuer"] = args.issuer or None
+    if args.address is not None:
+        ch["address"] = args.address.replace("\\n", "\n") or None
     if args.sepa is not None:
         if args.sepa == [""]:
             ch["sepa_mandate"] = None
@@ -644,6 +648,10 @@ def add_commands(sub: Any, command: Command) -> None:
                         help="EU reverse charge: no tax, the client accounts for it "
                              "(needs --vat-id)")
         sp.add_argument("--vat-id", help="the client's VAT id ('' for none)")
+        sp.add_argument("--issuer", help="the issuer of its invoices ('' for the default "
+                                         "issuer)")
+        sp.add_argument("--address", help="its postal address on invoices (\\n between "
+                                          "lines; '' for none)")
         sp.add_argument("--sepa", nargs="+", metavar="IBAN BIC MANDATE_ID DATE",
                         help="its SEPA Direct Debit mandate (the date it was signed, "
                              "YYYY-MM-DD); --sepa '' for none")
@@ -724,7 +732,7 @@ def add_commands(sub: Any, command: Command) -> None:
     sp.add_argument("client")
     period(sp)
     sp.add_argument("--type", action="append", choices=[*TRANSACTION_TYPES, "rated-call",
-                                                        "rerate"], metavar="TYPE")
+                                                        "rerate", "invoice"], metavar="TYPE")
     sp.add_argument("--json", action="store_true")
 
     bal = sub.add_parser("balance", help="balances").add_subparsers(
@@ -787,3 +795,8 @@ def add_commands(sub: Any, command: Command) -> None:
                     help="how often to look for new journal entries (default 1)")
     sp.add_argument("--rebuild", action="store_true",
                     help="empty the ledger's movements and take the whole journal again")
+    from .cli_invoicing import add_commands as add_invoicing_commands
+
+    add_invoicing_commands(sub, command, sp.add_subparsers(
+        dest="billing_command", metavar="COMMAND",
+        title="with a command (none: tail the journal)"))

@@ -181,6 +181,10 @@ class Client:
     vat_id: str | None = None
     #: Its SEPA Direct Debit mandate: iban, bic, id, date (YYYY-MM-DD); None: none.
     sepa_mandate: dict[str, str] | None = None
+    #: The issuer of its invoices (``rater issuer``); None: the default issuer.
+    issuer: str | None = None
+    #: The postal address printed on its invoices.
+    address: str | None = None
     created: int = 0
     updated: int = 0
 
@@ -278,6 +282,10 @@ class Client:
             raise InvalidArgument("reverse charge needs the client's VAT id")
         if self.sepa_mandate is not None:
             check_mandate(self.sepa_mandate)
+        if self.issuer is not None and not _NAME.fullmatch(self.issuer):
+            raise InvalidArgument(f"issuer {self.issuer!r}: 1 to 80 characters, no comma")
+        if self.address is not None and not (0 < len(self.address.strip()) <= 500):
+            raise InvalidArgument("address: 1 to 500 characters")
 
 
 @dataclass

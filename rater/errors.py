@@ -107,6 +107,18 @@ class Refused(RaterError):
     code = "REFUSED"
 
 
+class InvoiceError(RaterError):
+    """An invoice, issuer or bill run that cannot be found, made or changed as asked."""
+
+    code = "INVOICE"
+
+
+class RenderError(RaterError):
+    """A document (an invoice's PDF) cannot be rendered on this machine."""
+
+    code = "RENDER"
+
+
 class CheckFailed(RaterError):
     """A stored balance differs from the sum of its journal entries."""
 

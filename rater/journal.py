@@ -9,7 +9,9 @@ moves money once.
 One sign convention everywhere: a client in credit has a positive balance.
 
 ``live``   payments and adjustments minus rated calls (and their corrections)
-``fixed``  payments and adjustments minus issued invoices
+``fixed``  payments and adjustments minus issued invoices (an ``invoice`` entry
+           moves fixed alone: by minus what the invoice adds to what the
+           client owes, its adjustments being in fixed already)
 ``available``  live + credit limit for a prepaid client; unlimited (None) for
            a postpaid one
 
@@ -31,6 +33,8 @@ ecommerce-refund      -
 authorization         0       reserves an amount until it expires
 capture               +       at most the authorized amount, before expiry
 void                  0       cancels an open authorization
+invoice               +/-     an invoice issued (-), voided or credited (+);
+                              written by bill runs, fixed only
 ====================  ======  ===========================================
 
 An entry is stored as a msgpack array (see :class:`Entry`); amounts are signed
@@ -66,11 +70,14 @@ SIGNS = {
     "authorization": 0,
     "capture": 1,
     "void": 0,
+    "invoice": 0,          # signed amount, as the invoice has it
 }
 #: Types that only move the live balance (calls); the others move live and fixed.
 CALL_TYPES = ("rated-call", "rerate")
+#: Types that only move the fixed balance (what invoices add to what a client owes).
+INVOICE_TYPES = ("invoice",)
 #: Types a person posts with ``rater transaction add``.
-TRANSACTION_TYPES = tuple(t for t in SIGNS if t not in CALL_TYPES)
+TRANSACTION_TYPES = tuple(t for t in SIGNS if t not in CALL_TYPES + INVOICE_TYPES)
 AUTHORIZATION_DAYS = 7
 #: What a rated-call or rerate entry keeps of its call (a msgpack array, in this order).
 CALL_FIELDS = ("source", "id", "rev", "number", "date", "duration", "billed", "prefix",
@@ -115,6 +122,10 @@ class Entry:
     @property
     def moves_fixed(self) -> bool:
         return self.type not in CALL_TYPES
+
+    @property
+    def moves_live(self) -> bool:
+        return self.type not in INVOICE_TYPES
 
     def to_json(self, clients: dict[int, str] | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {"number": self.number, "type": self.type,
@@ -180,7 +191,8 @@ def available(client: Client, live: int) -> int | None:
 def add_move(sums: dict[int, list[int]], e: Entry) -> None:
     """Add what ``e`` moves to its client's [live, fixed] in ``sums``."""
     s = sums.setdefault(e.client, [0, 0])
-    s[0] += e.amount
+    if e.moves_live:
+        s[0] += e.amount
     if e.moves_fixed:
         s[1] += e.amount
 
@@ -221,6 +233,20 @@ def append_packed(store: Store, txn: Any, packed: list[bytes],
             raise Refused(f"client {cid}: the balance would leave the range rater stores")
         store.balances.put(txn, cid.to_bytes(4, "big"), _pack([live, fixed]))
     return first
+
+
+def post_many(store: Store, entries: list[Entry]) -> list[Entry]:
+    """Write entries that carry their own idempotency keys, in one transaction, skipping
+    each whose key is in the journal already; returns those written."""
+    def apply(txn: Any) -> list[Entry]:
+        new = [e for e in entries if store.keys.get(txn, e.key.encode()) is None]
+        if new:
+            append(store, txn, new)
+            for e in new:
+                store.keys.put(txn, e.key.encode(), _num(e.number))
+        return new
+
+    return store.write(apply)
 
 
 def iter_entries(store: Store, txn: Any, after: int = 0) -> Iterator[Entry]:

@@ -69,3 +69,17 @@ def round_fraction(amount: Fraction, decimals: int, method: str) -> Decimal:
     scaled = amount * scale
     units = round_div(scaled.numerator, scaled.denominator, method)
     return Decimal(units).scaleb(-decimals)
+
+
+#: ISO 4217 currencies whose minor unit is not a hundredth.
+_MINOR_UNITS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
+    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
+    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    "CLF": 4, "UYW": 4,
+}
+
+
+def minor_unit(currency: str) -> int:
+    """The decimals of a currency's minor unit (ISO 4217): 2 unless listed."""
+    return _MINOR_UNITS.get(currency, 2)

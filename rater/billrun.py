@@ -1,0 +1,357 @@
+"""Bill runs: a period's invoices for a set of clients, as one recorded piece of work.
+
+A run has a mode:
+
+``pre-production``  makes each client's draft invoice ("to verify") and the
+                    billing control report. Run it as often as needed: a
+                    client's draft of the period is replaced, never doubled.
+``production``      issues the drafts (made again first when the client's last
+                    issued invoice changed since), or makes and issues them:
+                    numbers from the issuer's series, the fixed balance moved.
+
+Its life cycle: ``draft`` (recorded) → ``rating`` (the ledger takes what the
+journal has: calls are rated when they are imported) → ``invoicing`` (one read
+of the movements for every client; drafts, then numbers, in one SQL
+transaction) → ``posting`` (the issued invoices' entries in the journal) →
+``formatting`` (PDFs, CSV, the control report into its output directory) →
+``completed``, or ``completed-with-errors`` when some clients have exceptions,
+or ``failed`` when the run itself stopped (its error is kept; what it issued,
+it issued whole). A client's failure is an exception of the run with a reason
+code; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from .clients import Client, Registry
+from .errors import InvalidArgument, InvoiceError, RaterError
+from .invoices import Basis, Invoice, Invoicing, Period, dates_period, month_period
+from .ledger import Ledger
+from .progress import Progress
+from .store import Store
+
+MODES = ("pre-production", "production")
+STATES = ("draft", "rating", "invoicing", "posting", "formatting", "completed",
+          "completed-with-errors", "failed")
+#: Reason codes of a client's exception.
+REASONS = {
+    "no-issuer": "the client names no issuer and there is no default one",
+    "already-invoiced": "an issued invoice covers the period",
+    "period-overlaps": "the client's last invoice ends inside the period",
+    "render-failed": "its PDF could not be rendered",
+    "error": "something else went wrong for this client (the message says what)",
+}
+RUNS_DIR = "bill-runs"
+
+
+@dataclass
+class Selection:
+    """Which clients a run bills: all that are not deleted, or those named, tagged or
+    billed on a day of the month."""
+
+    clients: list[str] | None = None
+    tag: str | None = None
+    billing_day: int | None = None
+
+    def pick(self, registry: Registry) -> list[Client]:
+        if self.clients:
+            with registry.store.read() as txn:
+                return [registry.get_client(txn, name) for name in self.clients]
+        return [c for c in registry.clients()
+                if c.status != "deleted"
+                and (self.tag is None or self.tag in c.tags)
+                and (self.billing_day is None or c.billing_day == self.billing_day)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"clients": self.clients, "tag": self.tag, "billing_day": self.billing_day}
+
+
+@dataclass
+class RunException:
+    client: int
+    client_name: str
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"client": self.client_name, "code": self.code, "message": self.message}
+
+
+@dataclass
+class BillRun:
+    id: int
+    mode: str
+    #: ``YYYY-MM`` (each client's month from its billing day) or ``FROM/TO`` (dates, TO
+    #: not included).
+    period: str
+    selection: Selection
+    state: str
+    created: int
+    finished: int | None = None
+    output_dir: str | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    exceptions: list[RunException] = field(default_factory=list)
+
+    @property
+    def control_report(self) -> str | None:
+        return None if self.output_dir is None else str(Path(self.output_dir) /
+                                                        "control-report.xlsx")
+
+    def to_json(self, invoices: list[Invoice] | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id, "mode": self.mode, "period": self.period, "state": self.state,
+            "clients": self.selection.to_json(), "created": self.created,
+            "finished": self.finished, "output_dir": self.output_dir,
+            "control_report": self.control_report, "results": self.results,
+            "error": self.error, "exceptions": [x.to_json() for x in self.exceptions]}
+        if invoices is not None:
+            d["invoices"] = [i.to_json() for i in invoices]
+        return d
+
+    def period_of(self, client: Client) -> Period:
+        if "/" in self.period:
+            first, to = self.period.split("/")
+            return dates_period(client, date.fromisoformat(first), date.fromisoformat(to))
+        return month_period(client, self.period)
+
+
+def period_text(month: str | None, since: str | None, until: str | None) -> str:
+    """A run's period from ``--period`` or ``--from``/``--to`` (dates; --to not in it)."""
+    if month is not None:
+        if since is not None or until is not None:
+            raise InvalidArgument("--period or --from/--to, not both")
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+            raise InvalidArgument(f"--period {month!r}: a month YYYY-MM")
+        return month
+    if since is None or until is None:
+        raise InvalidArgument("--period YYYY-MM, or --from DATE --to DATE")
+    days = []
+    for what, text in (("--from", since), ("--to", until)):
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                raise ValueError
+            days.append(date.fromisoformat(text))
+        except ValueError:
+            raise InvalidArgument(f"{what} {text!r}: a date YYYY-MM-DD") from None
+    if days[1] <= days[0]:
+        raise InvalidArgument("--to must be after --from (--to is the first day not billed)")
+    return f"{days[0]}/{days[1]}"
+
+
+class BillRuns:
+    """Creating, running and reading bill runs of a data directory."""
+
+    def __init__(self, store: Store, ledger: Ledger) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.invoicing = Invoicing(ledger)
+        self.registry = Registry(store)
+
+    # -- records
+
+    def create(self, mode: str, period: str, selection: Selection,
+               output_dir: Path | None = None, *, now: int | None = None) -> BillRun:
+        if mode not in MODES:
+            raise InvalidArgument(f"--mode {mode!r}: pre-production or production")
+        now = int(time.time()) if now is None else now
+        with self.ledger.transaction() as db:
+            rid = int(db.execute(
+                "INSERT INTO bill_runs (mode, period, selection, state, created) VALUES "
+                "(?, ?, ?, 'draft', ?) RETURNING id",
+                (mode, period, json.dumps(selection.to_json()), now)).fetchone()[0])
+            out = output_dir or self.store.data_dir / RUNS_DIR / str(rid)
+            db.execute("UPDATE bill_runs SET output_dir = ? WHERE id = ?", (str(out), rid))
+        return self.get(rid)
+
+    def get(self, rid: int) -> BillRun:
+        row = self.ledger.db.execute(
+            "SELECT id, mode, period, selection, state, created, finished, output_dir, "
+            "results, error FROM bill_runs WHERE id = ?", (rid,)).fetchone()
+        if row is None:
+            raise InvoiceError(f"no bill run {rid}", hint="rater billing runs")
+        run = BillRun(int(row[0]), row[1], row[2], Selection(**json.loads(row[3])), row[4],
+                      int(row[5]), row[6], row[7], json.loads(row[8] or "{}"), row[9])
+        run.exceptions = [RunException(int(c), n, code, m) for c, n, code, m in
+                          self.ledger.db.execute(
+                              "SELECT client, client_name, code, message FROM run_exceptions "
+                              "WHERE run = ? ORDER BY client", (rid,))]
+        return run
+
+    def runs(self) -> list[BillRun]:
+        return [self.get(int(r[0])) for r in self.ledger.db.execute(
+            "SELECT id FROM bill_runs ORDER BY id")]
+
+    def _state(self, run: BillRun, state: str, **more: Any) -> None:
+        run.state = state
+        sets = ["state = ?"]
+        values: list[Any] = [state]
+        for name, value in more.items():
+            setattr(run, name, value)
+            sets.append(f"{name} = ?")
+            values.append(json.dumps(value) if name == "results" else value)
+        with self.ledger.transaction() as db:
+            db.execute(f"UPDATE bill_runs SET {', '.join(sets)} WHERE id = ?",
+                       (*values, run.id))
+
+    def _exception(self, run: BillRun, client: Client, code: str, message: str) -> None:
+        run.exceptions.append(RunException(client.id, client.name, code, message))
+
+    # -- running
+
+    def execute(self, run: BillRun, *, pdf: bool = True, processes: int | None = None,
+                progress: Progress | None = None, now: int | None = None) -> BillRun:
+        """Take a recorded run through its life cycle."""
+        if run.state != "draft":
+            raise InvoiceError(f"bill run {run.id} is {run.state}; a run goes once",
+                               hint="start a new run")
+        now = int(time.time()) if now is None else now
+        started = time.time()
+        try:
+            self._state(run, "rating")
+            self.ledger.tail(progress)
+            self._state(run, "invoicing")
+            made = self._invoice(run, now)
+            self._state(run, "posting")
+            if run.mode == "production":
+                self.invoicing.post_pending()
+            self._state(run, "formatting")
+            invoices = self.invoicing.invoices(run=run.id, lines=True)
+            self._format(run, invoices, pdf=pdf, processes=processes)
+        except Exception as exc:
+            self._state(run, "failed", error=str(exc), finished=int(time.time()))
+            raise
+        finally:
+            self._save_exceptions(run)
+        totals: dict[str, int] = {}
+        for inv in invoices:
+            totals[inv.currency] = totals.get(inv.currency, 0) + inv.total
+        by_currency = {c: _money(v, c) for c, v in sorted(totals.items())}
+        results = {"clients": made["clients"], "invoices": len(invoices),
+                   "issued": sum(1 for i in invoices if i.number is not None),
+                   "empty": made["empty"], "exceptions": len(run.exceptions),
+                   "totals": by_currency, "seconds": round(time.time() - started, 3)}
+        self._state(run, "completed-with-errors" if run.exceptions else "completed",
+                    results=results, finished=int(time.time()))
+        return run
+
+    def _save_exceptions(self, run: BillRun) -> None:
+        with self.ledger.transaction() as db:
+            db.execute("DELETE FROM run_exceptions WHERE run = ?", (run.id,))
+            db.executemany("INSERT INTO run_exceptions (run, client, client_name, code, "
+                           "message) VALUES (?, ?, ?, ?, ?)",
+                           [(run.id, x.client, x.client_name, x.code, x.message)
+                            for x in run.exceptions])
+
+    def _invoice(self, run: BillRun, now: int) -> dict[str, int]:
+        inv = self.invoicing
+        chosen: dict[int, tuple[Client, Period, Basis, Any]] = {}
+        clients = run.selection.pick(self.registry)
+        for client in clients:
+            try:
+                period = run.period_of(client)
+                issuer = inv.issuer_of(client)
+            except InvoiceError as exc:
+                self._exception(run, client, "no-issuer", exc.message)
+                continue
+            except RaterError as exc:
+                self._exception(run, client, "error", exc.message)
+                continue
+            basis = inv.basis(client.id)
+            if basis.end_at >= period.end_at:
+                self._exception(run, client, "already-invoiced",
+                                f"invoice #{basis.invoice} covers {period.label}")
+                continue
+            if basis.end_at > period.start_at:
+                self._exception(run, client, "period-overlaps",
+                                f"invoice #{basis.invoice} ends after {period.start}")
+                continue
+            chosen[client.id] = (client, period, basis, issuer)
+        through = self.ledger.position
+        # Production issues a draft as it was verified, unless the client's last invoice
+        # is no longer the one it follows: that one is made again.
+        keep: dict[int, Invoice] = {}
+        if run.mode == "production":
+            for d in inv.invoices(state="draft"):
+                c = chosen.get(d.client)
+                if c and d.start_at == c[1].start_at and d.end_at == c[1].end_at \
+                        and d.previous_invoice == c[2].invoice:
+                    keep[d.client] = d
+        scanned = inv.scan({cid: (p, b) for cid, (_, p, b, _) in chosen.items()
+                            if cid not in keep}, through)
+        empty = 0
+        with self.ledger.transaction() as db:
+            for cid, (client, period, basis, issuer) in chosen.items():
+                db.execute("SAVEPOINT client")
+                try:
+                    draft = keep.get(cid)
+                    if draft is None:
+                        draft = inv.replace_draft(db, client, period, basis, scanned[cid],
+                                                  issuer=issuer.name, run=run.id,
+                                                  through=through, now=now)
+                    else:
+                        db.execute("UPDATE invoices SET run = ?, issuer = ? WHERE id = ?",
+                                   (run.id, issuer.name, draft.id))
+                    if draft is None:
+                        empty += 1
+                    elif run.mode == "production":
+                        inv.issue(db, draft, client, issuer, now)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO SAVEPOINT client")
+                    message = exc.message if isinstance(exc, RaterError) else \
+                        f"{type(exc).__name__}: {exc}"
+                    self._exception(run, client, "error", message)
+                finally:
+                    db.execute("RELEASE SAVEPOINT client")
+        return {"clients": len(clients), "empty": empty}
+
+    def _format(self, run: BillRun, invoices: list[Invoice], *, pdf: bool,
+                processes: int | None) -> None:
+        from . import documents
+
+        assert run.output_dir is not None
+        out = Path(run.output_dir)
+        try:
+            (out / "pdf").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RaterError(f"cannot write the run's output into {out}: {exc}") from None
+        if pdf and invoices:
+            documents.check_renderer()
+            issuers = {i.name: i for i in self.invoicing.issuers()}
+            by_id = {i.id: i for i in invoices}
+            jobs = [(i.id, documents.invoice_html(i, issuers[i.issuer]),
+                     str(out / "pdf" / f"{documents.safe_name(i.name)}.pdf"))
+                    for i in invoices]
+            rendered: list[tuple[str, int]] = []
+            for iid, path, error in documents.render_many(jobs, processes):
+                if path is None:
+                    c = by_id[iid]
+                    run.exceptions.append(RunException(c.client, c.client_name,
+                                                       "render-failed", str(error)))
+                else:
+                    by_id[iid].pdf = path
+                    rendered.append((path, iid))
+            with self.ledger.transaction() as db:
+                db.executemany("UPDATE invoices SET pdf = ? WHERE id = ?", rendered)
+        documents.write_csv(out / "invoices.csv", invoices)
+        documents.write_lines_csv(out / "invoice-lines.csv", invoices)
+        previous = {int(r[0]): int(r[1]) for r in self.ledger.db.execute(
+            "SELECT id, total FROM invoices WHERE id IN (SELECT previous_invoice FROM "
+            "invoices WHERE run = ?)", (run.id,))}
+        documents.write_control_report(
+            out / "control-report.xlsx",
+            f"Billing control report: bill run {run.id}, {run.mode}, period {run.period}",
+            documents.control_rows(invoices, previous))
+
+
+def _money(nanos: int, currency: str) -> str:
+    from .money import from_nano, minor_unit
+
+    return str(from_nano(nanos, minor_unit(currency)))

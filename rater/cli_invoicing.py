@@ -1,0 +1,248 @@
+"""The ``rater`` commands about invoices: ``issuer``, ``invoice`` and ``billing run``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .cli import _open, _print_json, _table
+from .errors import InvalidArgument
+from .invoices import DEFAULT_PATTERN, SHOWN_STATES, Invoice, Invoicing, Issuer
+from .ledger import Ledger
+
+
+@contextmanager
+def _invoicing(args: argparse.Namespace) -> Iterator[Invoicing]:
+    with _open(args) as store, Ledger(store) as ledger:
+        yield Invoicing(ledger)
+
+
+# -- issuers
+
+def _issuer_changes(args: argparse.Namespace) -> dict[str, Any]:
+    ch: dict[str, Any] = {}
+    for name in ("address", "vat_id", "pattern", "creditor_id", "iban", "bic"):
+        value = getattr(args, name)
+        if value is not None:
+            if name == "address":
+                value = value.replace("\\n", "\n")
+            elif name != "pattern":
+                value = value.replace(" ", "").upper()
+            ch[name] = value or None
+    if args.default:
+        ch["default"] = True
+    return ch
+
+
+def cmd_issuer_add(args: argparse.Namespace) -> int:
+    ch = _issuer_changes(args)
+    if not ch.get("address"):
+        raise InvalidArgument("--address is needed")
+    with _invoicing(args) as inv:
+        issuer = inv.add_issuer(Issuer(args.name, **ch))
+    print(f"issuer {issuer.name} added, numbers {issuer.pattern}"
+          + (" (the default issuer)" if issuer.default else ""))
+    return 0
+
+
+def cmd_issuer_edit(args: argparse.Namespace) -> int:
+    with _invoicing(args) as inv:
+        issuer = inv.edit_issuer(args.name, **_issuer_changes(args))
+    print(f"issuer {issuer.name} changed")
+    return 0
+
+
+def cmd_issuer_list(args: argparse.Namespace) -> int:
+    with _invoicing(args) as inv:
+        issuers = inv.issuers()
+    if args.json:
+        _print_json([i.to_json() for i in issuers])
+    else:
+        _table([(i.name, "yes" if i.default else "", i.pattern, i.vat_id or "",
+                 i.address.replace("\n", ", ")) for i in issuers],
+               ("name", "default", "numbers", "VAT id", "address"))
+    return 0
+
+
+# -- invoices
+
+def _client_id(inv: Invoicing, name: str | None) -> int | None:
+    if name is None:
+        return None
+    from .clients import Registry
+
+    store = inv.ledger.store
+    with store.read() as txn:
+        return Registry(store).client_id(txn, name)
+
+
+def _rows(invoices: list[Invoice]) -> list[tuple[object, ...]]:
+    return [(i.id, i.number or "", i.client_name, i.period, i.money(i.total), i.currency,
+             i.shown_state, i.due_date or "", i.pdf or "") for i in invoices]
+
+
+def cmd_invoice_list(args: argparse.Namespace) -> int:
+    with _invoicing(args) as inv:
+        found = inv.invoices(period=args.period, client=_client_id(inv, args.client),
+                             state=args.state)
+    if args.json:
+        _print_json([i.to_json() for i in found])
+    else:
+        _table(_rows(found), ("id", "number", "client", "period", "total", "currency",
+                              "state", "due", "pdf"))
+    return 0
+
+
+def cmd_invoice_show(args: argparse.Namespace) -> int:
+    from .documents import minutes
+
+    with _invoicing(args) as inv:
+        found = inv.invoice(args.invoice)
+    if args.json:
+        _print_json(found.to_json(lines=True))
+        return 0
+    j = found.to_json()
+    print(f"{found.kind} {found.name}: {found.client_name}, period {found.period} "
+          f"({j['start']} to {j['end']}), {j['state']}")
+    _table([(ln.kind, ln.description, ln.calls or "", minutes(ln.seconds) if ln.calls
+             else "", found.money(ln.amount)) for ln in found.lines],
+           ("kind", "description", "calls", "minutes", "amount"))
+    print(f"total {j['total']} {found.currency}; previous balance {j['previous_balance']}, "
+          f"payments {j['payments']}, amount due {j['amount_due']}"
+          + (f", due {found.due_date}" if found.due_date else ""))
+    if found.pdf:
+        print(f"pdf {found.pdf}")
+    return 0
+
+
+def cmd_invoice_pay(args: argparse.Namespace) -> int:
+    with _invoicing(args) as inv:
+        found = inv.mark_paid(args.invoice)
+    print(f"invoice {found.name} paid")
+    return 0
+
+
+def cmd_invoice_void(args: argparse.Namespace) -> int:
+    with _invoicing(args) as inv:
+        found = inv.void(args.invoice)
+    print(f"invoice {found.name} void" + ("" if found.number is None else
+                                         "; its items go on the client's next invoice"))
+    return 0
+
+
+# -- bill runs
+
+def cmd_billing_run(args: argparse.Namespace) -> int:
+    from .billrun import BillRuns, Selection, period_text
+    from .progress import Progress
+
+    period = period_text(args.period, args.since, args.until)
+    selection = Selection(args.clients or None, args.tag, args.billing_day)
+    if args.processes is not None and args.processes < 1:
+        raise InvalidArgument(f"--processes {args.processes}: at least 1")
+    with _open(args) as store, Ledger(store) as ledger:
+        runs = BillRuns(store, ledger)
+        run = runs.create(args.mode, period, selection,
+                          Path(args.output_dir).resolve() if args.output_dir else None)
+        with Progress("ledger", None, unit="entries") as bar:
+            runs.execute(run, pdf=not args.no_pdf, processes=args.processes, progress=bar)
+        invoices = runs.invoicing.invoices(run=run.id)
+    if args.json:
+        _print_json(run.to_json(invoices))
+        return 0
+    r = run.results
+    totals = ", ".join(f"{v} {c}" for c, v in r["totals"].items()) or "nothing"
+    print(f"bill run {run.id} ({run.mode}, {run.period}): {run.state}; {r['invoices']} "
+          f"invoice(s) of {r['clients']} client(s), {r['issued']} issued, {r['empty']} "
+          f"with nothing to bill; total {totals}")
+    for x in run.exceptions:
+        print(f"  exception: {x.client_name}: {x.code}: {x.message}")
+    print(f"output: {run.output_dir}")
+    return 0
+
+
+def cmd_billing_runs(args: argparse.Namespace) -> int:
+    from .billrun import BillRuns
+
+    with _open(args) as store, Ledger(store) as ledger:
+        runs = BillRuns(store, ledger)
+        found = [runs.get(args.id)] if args.id is not None else runs.runs()
+        shown = [r.to_json(runs.invoicing.invoices(run=r.id) if args.id is not None
+                           else None) for r in found]
+    if args.json:
+        _print_json(shown[0] if args.id is not None else shown)
+    else:
+        _table([(r["id"], r["mode"], r["period"], r["state"],
+                 r["results"].get("invoices", ""), len(r["exceptions"]), r["output_dir"])
+                for r in shown], ("id", "mode", "period", "state", "invoices",
+                                  "exceptions", "output"))
+    return 0
+
+
+# -- the parser
+
+def add_commands(sub: Any, command: Any, billing: Any) -> None:
+    """``issuer`` and ``invoice`` under ``sub``; ``run`` and ``runs`` under ``billing``."""
+    issuer = sub.add_parser("issuer", help="the companies invoices are issued by"
+                            ).add_subparsers(dest="issuer_command", required=True,
+                                             metavar="COMMAND")
+
+    def issuer_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--address", help="postal address (\\n between lines)")
+        sp.add_argument("--vat-id")
+        sp.add_argument("--pattern", help=f"invoice numbers: text and {{yyyy}} {{yy}} {{mm}} "
+                                          f"{{seq}} or {{seq:06}} (default {DEFAULT_PATTERN})")
+        sp.add_argument("--default", action="store_true",
+                        help="the issuer of clients that name none")
+        sp.add_argument("--creditor-id", help="SEPA creditor identifier")
+        sp.add_argument("--iban", help="the account direct debits are paid into")
+        sp.add_argument("--bic")
+
+    sp = command(issuer, "add", cmd_issuer_add, "add an issuer (the first is the default)")
+    sp.add_argument("name")
+    issuer_options(sp)
+    sp = command(issuer, "edit", cmd_issuer_edit, "change an issuer")
+    sp.add_argument("name")
+    issuer_options(sp)
+    sp = command(issuer, "list", cmd_issuer_list, "the issuers")
+    sp.add_argument("--json", action="store_true")
+
+    invoice = sub.add_parser("invoice", help="invoices").add_subparsers(
+        dest="invoice_command", required=True, metavar="COMMAND")
+    sp = command(invoice, "list", cmd_invoice_list, "invoices, drafts included")
+    sp.add_argument("--period", metavar="YYYY-MM", help="those whose period starts in it")
+    sp.add_argument("--client")
+    sp.add_argument("--state", choices=SHOWN_STATES)
+    sp.add_argument("--json", action="store_true")
+    sp = command(invoice, "show", cmd_invoice_show, "an invoice and its lines")
+    sp.add_argument("invoice", metavar="NUMBER|ID")
+    sp.add_argument("--json", action="store_true")
+    sp = command(invoice, "pay", cmd_invoice_pay, "mark an issued invoice paid")
+    sp.add_argument("invoice", metavar="NUMBER|ID")
+    sp = command(invoice, "void", cmd_invoice_void,
+                 "void the client's last issued invoice (or delete a draft)")
+    sp.add_argument("invoice", metavar="NUMBER|ID")
+
+    sp = command(billing, "run", cmd_billing_run,
+                 "a bill run: drafts (pre-production) or issued invoices (production)")
+    sp.add_argument("--period", metavar="YYYY-MM",
+                    help="each client's month, from its billing day")
+    sp.add_argument("--from", dest="since", metavar="DATE", help="first day billed")
+    sp.add_argument("--to", dest="until", metavar="DATE", help="first day not billed")
+    sp.add_argument("--mode", required=True, choices=("pre-production", "production"))
+    sp.add_argument("--clients", nargs="+", metavar="CLIENT", help="only these clients")
+    sp.add_argument("--tag", help="only clients with this tag")
+    sp.add_argument("--billing-day", type=int, metavar="DAY",
+                    help="only clients billed on this day of the month")
+    sp.add_argument("--output-dir", help="where the PDFs, CSV files and control report go "
+                                         "(default DATA/bill-runs/ID)")
+    sp.add_argument("--no-pdf", action="store_true", help="no PDF invoices")
+    sp.add_argument("--processes", type=int, metavar="N",
+                    help="PDF rendering processes (default: one per core)")
+    sp.add_argument("--json", action="store_true")
+    sp = command(billing, "runs", cmd_billing_runs, "bill runs, or one with its invoices")
+    sp.add_argument("id", type=int, nargs="?")
+    sp.add_argument("--json", action="store_true")

@@ -1,0 +1,229 @@
+"""What a bill run hands over: invoice PDFs, CSV exports and the control report.
+
+An invoice's PDF is rendered from an HTML template of the package
+(``templates/invoice-default.html`` or ``invoice-extended.html``, the client's
+``invoice_template``) by WeasyPrint, which draws text with Pango: on Debian,
+the packages libpango-1.0-0 and libpangoft2-1.0-0 and a font (fonts-dejavu-core).
+Rendering takes most of a run's time, so a run renders in parallel processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date, timedelta
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from .errors import RenderError
+from .invoices import Invoice, Issuer
+
+DEBIAN_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core"
+
+
+def _template(name: str) -> Template:
+    text = resources.files("rater").joinpath(f"templates/invoice-{name}.html").read_text(
+        encoding="utf-8")
+    return Template(text)
+
+
+def minutes(seconds: int) -> str:
+    """Seconds as minutes with 2 decimals (exact to the second, never a float)."""
+    return f"{Decimal(seconds) / 60:.2f}"
+
+
+def invoice_html(inv: Invoice, issuer: Issuer) -> str:
+    """The invoice as an HTML page, from its template (every value escaped)."""
+    e = html.escape
+    extended = inv.template == "extended"
+    rows = []
+    for ln in inv.lines:
+        usage = ln.kind in ("usage", "late")
+        text = [e(ln.kind), e(ln.description)] if extended else [e(ln.description)]
+        numbers = [str(ln.calls) if usage else "", minutes(ln.seconds) if usage else ""]
+        if extended:
+            numbers.append("" if ln.exact is None else inv.money(ln.exact))
+        numbers.append(inv.money(ln.amount))
+        rows.append("<tr>" + "".join(f"<td>{t}</td>" for t in text)
+                    + "".join(f'<td class="n">{n}</td>' for n in numbers) + "</tr>")
+    details = inv.details
+    notes = []
+    if details.get("reverse_charge"):
+        notes.append("Reverse charge: the client accounts for the VAT (Article 196, "
+                     "Directive 2006/112/EC).")
+    mandate = details.get("sepa_mandate")
+    if mandate and inv.due > 0:
+        notes.append(f"The amount due is collected by SEPA Direct Debit from "
+                     f"{mandate['iban'][:4]}…{mandate['iban'][-4:]}, mandate "
+                     f"{mandate['id']} of {mandate['date']}.")
+    kind = "Credit note" if inv.kind == "credit-note" else "Invoice"
+    last = (date.fromisoformat(inv.end_date) - timedelta(days=1)).isoformat()
+    values = {
+        "title": e(f"{kind} {inv.name}"), "heading": kind,
+        "number": e(inv.number or f"(draft #{inv.id}: to verify)"),
+        "issuer_name": e(issuer.name), "issuer_address": e(issuer.address),
+        "issuer_vat": e(f"VAT id {issuer.vat_id}" if issuer.vat_id else ""),
+        "client_name": e(inv.client_name), "client_id": str(inv.client),
+        "client_address": e(details.get("address") or ""),
+        "client_vat": e(f"VAT id {details['vat_id']}" if details.get("vat_id") else ""),
+        "period_first": inv.start_date, "period_last": last,
+        "issue_date": inv.issue_date or "(not issued)",
+        "due_date": inv.due_date or "(not issued)", "currency": e(inv.currency),
+        "lines": "\n".join(rows), "subtotal": inv.money(inv.subtotal),
+        "tax": inv.money(inv.tax), "total": inv.money(inv.total),
+        "previous": inv.money(inv.previous), "payments": inv.money(inv.payments),
+        "due": inv.money(inv.due),
+        "notes": "".join(f'<p class="note">{e(n)}</p>' for n in notes),
+    }
+    return _template(inv.template).substitute(values)
+
+
+def check_renderer() -> None:
+    """Raise a RenderError naming what to install when WeasyPrint cannot run here."""
+    try:
+        import weasyprint  # noqa: F401
+    except ImportError:
+        raise RenderError("PDF invoices need WeasyPrint", hint="pip install weasyprint") \
+            from None
+    except OSError as exc:
+        raise RenderError(f"WeasyPrint cannot load Pango: {exc}",
+                          hint=f"apt-get install {DEBIAN_PACKAGES}") from None
+
+
+def render_pdf(page: str, target: Path) -> Path:
+    """Render an HTML page to a PDF file (written beside, then moved into place)."""
+    check_renderer()
+    import weasyprint
+
+    part = target.with_name(target.name + ".part")
+    weasyprint.HTML(string=page).write_pdf(part)
+    os.replace(part, target)
+    return target
+
+
+def _render_one(job: tuple[int, str, str]) -> tuple[int, str | None, str | None]:
+    iid, page, target = job
+    try:
+        return iid, str(render_pdf(page, Path(target))), None
+    except Exception as exc:             # one invoice's failure is that invoice's
+        return iid, None, f"{type(exc).__name__}: {exc}"
+
+
+def render_many(jobs: Sequence[tuple[int, str, str]], processes: int | None = None
+                ) -> Iterable[tuple[int, str | None, str | None]]:
+    """(invoice id, html, target) -> (invoice id, path or None, error or None), rendered
+    in ``processes`` processes (default: one per core)."""
+    processes = processes or os.cpu_count() or 1
+    if processes == 1 or len(jobs) < 2:
+        yield from map(_render_one, jobs)
+        return
+    with ProcessPoolExecutor(processes) as pool:
+        yield from pool.map(_render_one, jobs, chunksize=max(1, len(jobs) // (processes * 8)))
+
+
+def safe_name(text: str) -> str:
+    """A file name from an invoice number (its / and the like turned into -)."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+# -- exports
+
+INVOICE_CSV = ("id", "number", "client_id", "client", "period", "start", "end", "state",
+               "issuer", "issue_date", "due_date", "currency", "subtotal", "tax", "total",
+               "previous_balance", "payments", "amount_due", "pdf")
+LINE_CSV = ("invoice_id", "number", "client", "position", "kind", "description",
+            "destination", "calls", "minutes", "exact", "amount")
+
+
+def write_csv(path: Path, invoices: Sequence[Invoice]) -> None:
+    """invoices.csv at ``path``."""
+    with _replacing(path) as f:
+        w = csv.writer(f)
+        w.writerow(INVOICE_CSV)
+        for inv in invoices:
+            j = inv.to_json()
+            w.writerow([inv.id, inv.number or "", inv.client, inv.client_name, inv.period,
+                        j["start"], j["end"], j["state"], inv.issuer, inv.issue_date or "",
+                        inv.due_date or "", inv.currency, j["subtotal"], j["tax"], j["total"],
+                        j["previous_balance"], j["payments"], j["amount_due"], inv.pdf or ""])
+
+
+def write_lines_csv(path: Path, invoices: Sequence[Invoice]) -> None:
+    """invoice-lines.csv at ``path`` (the invoices must carry their lines)."""
+    with _replacing(path) as f:
+        w = csv.writer(f)
+        w.writerow(LINE_CSV)
+        for inv in invoices:
+            for i, ln in enumerate(inv.lines):
+                w.writerow([inv.id, inv.number or "", inv.client_name, i + 1, ln.kind,
+                            ln.description, ln.destination or "", ln.calls,
+                            minutes(ln.seconds), "" if ln.exact is None else
+                            inv.money(ln.exact), inv.money(ln.amount)])
+
+
+class _replacing:
+    """A text file written beside its target and moved into place when complete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.part = path.with_name(path.name + ".part")
+
+    def __enter__(self) -> Any:
+        self.f = open(self.part, "w", newline="", encoding="utf-8")
+        return self.f
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.f.close()
+        if kind is None:
+            os.replace(self.part, self.path)
+        else:
+            self.part.unlink(missing_ok=True)
+
+
+CONTROL_COLUMNS = ("Invoice number", "Account", "Client", "Currency", "Total billed",
+                   "Net payable", "One-off items", "Recurring items", "Consumption",
+                   "Prorated amount", "Previous invoice amount", "State")
+
+
+def control_rows(invoices: Sequence[Invoice], previous_totals: dict[int, int]
+                 ) -> list[list[Any]]:
+    """One row per invoice; amounts as Decimals of the currency's decimals."""
+    rows = []
+    for inv in invoices:
+        def kind_sum(*kinds: str, inv: Invoice = inv) -> Decimal:
+            return Decimal(inv.money(sum(ln.amount for ln in inv.lines if ln.kind in kinds)))
+
+        previous = previous_totals.get(inv.previous_invoice or 0, 0)
+        rows.append([inv.number or f"draft #{inv.id}", inv.client, inv.client_name,
+                     inv.currency, Decimal(inv.money(inv.total)), Decimal(inv.money(inv.due)),
+                     kind_sum("one-off"), kind_sum("recurring"), kind_sum("usage", "late"),
+                     Decimal(0), Decimal(inv.money(previous)), inv.shown_state])
+    return rows
+
+
+def write_control_report(path: Path, title: str, rows: list[list[Any]]) -> None:
+    """The billing control report (XLSX): a row per invoice, then totals per currency."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("Control report")
+    ws.append([title])
+    ws.append(list(CONTROL_COLUMNS))
+    totals: dict[str, list[Decimal]] = {}
+    for r in rows:
+        # Decimals stay exact: openpyxl writes a Decimal's own digits into the sheet.
+        ws.append(r)
+        sums = totals.setdefault(r[3], [Decimal(0)] * 7)
+        for i in range(7):
+            sums[i] += r[4 + i]
+    for currency, sums in sorted(totals.items()):
+        ws.append(["Total", None, None, currency, *sums, None])
+    part = path.with_name(path.name + ".part")
+    wb.save(part)
+    os.replace(part, path)
