@@ -24,6 +24,12 @@ COPY rater rater
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:${PYTHON}-slim-bookworm
+# Pango and a font, which WeasyPrint draws PDF invoices with.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+        libharfbuzz-subset0 \
+        fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/rater --create-home \
         --shell /usr/sbin/nologin rater
 COPY --from=build /wheels /wheels

@@ -214,6 +214,10 @@ class BillRuns:
                                hint="start a new run")
         now = int(time.time()) if now is None else now
         started = time.time()
+        if pdf:
+            from .documents import check_renderer
+
+            check_renderer()           # before anything is issued, not after
         try:
             self._state(run, "rating")
             self.ledger.tail(progress)
@@ -323,7 +327,6 @@ class BillRuns:
         except OSError as exc:
             raise RaterError(f"cannot write the run's output into {out}: {exc}") from None
         if pdf and invoices:
-            documents.check_renderer()
             issuers = {i.name: i for i in self.invoicing.issuers()}
             by_id = {i.id: i for i in invoices}
             jobs = [(i.id, documents.invoice_html(i, issuers[i.issuer]),

@@ -2,9 +2,10 @@
 
 An invoice's PDF is rendered from an HTML template of the package
 (``templates/invoice-default.html`` or ``invoice-extended.html``, the client's
-``invoice_template``) by WeasyPrint, which draws text with Pango: on Debian,
-the packages libpango-1.0-0 and libpangoft2-1.0-0 and a font (fonts-dejavu-core).
-Rendering takes most of a run's time, so a run renders in parallel processes.
+``invoice_template``) by WeasyPrint, which draws text with Pango and embeds
+fonts with HarfBuzz: on Debian, libpango-1.0-0, libpangoft2-1.0-0,
+libharfbuzz-subset0 and a font (fonts-dejavu-core). Rendering takes most of a
+run's time, so a run renders in parallel processes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from .errors import RenderError
 from .invoices import Invoice, Issuer
 
-DEBIAN_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core"
+DEBIAN_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core"
 
 
 def _template(name: str) -> Template:

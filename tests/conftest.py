@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import socket
@@ -128,6 +129,24 @@ def apt_install(package: str) -> None:
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
         subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env,
                        capture_output=True, timeout=900)
+
+
+def ensure_pango() -> None:
+    """What WeasyPrint draws PDF text with (Pango and a font), installed from Debian's
+    packages when missing."""
+    from rater.documents import DEBIAN_PACKAGES
+    from rater.errors import RenderError
+
+    if not all(ctypes.util.find_library(lib) for lib in ("pangoft2-1.0", "harfbuzz-subset")) \
+            or not Path("/usr/share/fonts/truetype/dejavu").is_dir():
+        for package in DEBIAN_PACKAGES.split():
+            apt_install(package)
+    try:
+        from rater.documents import check_renderer
+
+        check_renderer()
+    except RenderError as exc:
+        pytest.fail(f"{exc.message}: {exc.hint}")
 
 
 def ensure_postgres() -> Path:

@@ -58,7 +58,8 @@ CLIENT_KEYS = {"id", "name", "currency", "status", "timezone", "mode", "credit_l
                "rate_tables", "term_table", "payment_terms_days", "bill_by",
                "max_call_length", "capacity", "tags", "billing_email",
                "low_balance_threshold", "billing_day", "invoice_template", "taxes",
-               "reverse_charge", "vat_id", "sepa_mandate", "created", "updated"}
+               "reverse_charge", "vat_id", "sepa_mandate", "issuer", "address", "created",
+               "updated"}
 CLIENT_SHOW_KEYS = CLIENT_KEYS | {"balance", "accounts"}
 BALANCE_KEYS = {"live", "fixed", "available", "low"}
 CLIENT_LIST_KEYS = {"id", "name", "status", "currency", "mode", "live", "fixed", "available",
@@ -463,6 +464,7 @@ BAD_SETTINGS = [
     ("sepa_mandate", {"iban": "DE89370400440532013000", "bic": "COBADEFF", "id": "M1",
                       "date": "2026-02-30"}),
     ("sepa_mandate", {"iban": "DE89370400440532013000", "bic": "COBADEFF", "id": "M1"}),
+    ("issuer", ""), ("issuer", "A,B"), ("address", "  "), ("address", "x" * 501),
 ]
 
 VALID_IBANS = ["DE89370400440532013000", "GB82WEST12345698765432",

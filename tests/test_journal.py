@@ -36,7 +36,7 @@ from rater.clients import Client, Registry, show_amount
 from rater.decks import Decks
 from rater.errors import Conflict, InvalidArgument, Refused, UnknownClient
 from rater.ingest import import_cdrs, rerate
-from rater.journal import CALL_TYPES, SIGNS, TRANSACTION_TYPES, Journal
+from rater.journal import CALL_TYPES, INVOICE_TYPES, SIGNS, TRANSACTION_TYPES, Journal
 from rater.store import Store
 
 NANO = 10**9
@@ -121,7 +121,8 @@ def live_fixed(j: Journal, name: str) -> tuple[int, int]:
 
 def test_transaction_types_are_the_person_posted_ones() -> None:
     assert set(TRANSACTION_TYPES) == set(MOVES)
-    assert set(SIGNS) == set(MOVES) | set(CALL_TYPES)
+    assert set(SIGNS) == set(MOVES) | set(CALL_TYPES) | set(INVOICE_TYPES)
+    assert INVOICE_TYPES == ("invoice",)
     assert set(CALL_TYPES) == {"rated-call", "rerate"}
 
 

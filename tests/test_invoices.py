@@ -1,0 +1,414 @@
+"""Invoices and bill runs: periods, rounding, numbering, late calls, documents."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import ensure_pango, failed, ok, run_cli, write
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rater.billrun import BillRuns, Selection, period_text
+from rater.clients import Client, Registry
+from rater.decks import Decks
+from rater.errors import InvalidArgument, InvoiceError
+from rater.ingest import import_cdrs
+from rater.invoices import (
+    Invoicing,
+    Issuer,
+    check_pattern,
+    format_number,
+    half_up,
+    month_period,
+    series,
+    tax_amount,
+)
+from rater.journal import Journal
+from rater.ledger import URL_VARIABLE, Ledger
+from rater.store import Store
+
+DECK = ("prefix,destination,rate,connect_fee,increment,effective_from\n"
+        "44,UK,0.0200,,1/1,\n49,Germany,0.0133,,60/60,\n")
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def setup(store: Store, tmp_path: Path, *names: str, **settings: object) -> Journal:
+    Decks(store).import_file(write(tmp_path / "deck.csv", DECK), "T", currency="EUR")
+    reg = Registry(store)
+    for name in names:
+        reg.add_client(Client(id=0, name=name, currency="EUR", mode="postpaid",
+                              rate_tables=[[None, "T"]], **settings))  # type: ignore[arg-type]
+        reg.add_account(name, username=name)
+    with Ledger(store) as ledger:
+        Invoicing(ledger).add_issuer(Issuer("Rater Telecom", "Keizersgracht 1\nAmsterdam",
+                                            "NL123456789B01"))
+    return Journal(store)
+
+
+def cdrs(tmp_path: Path, name: str, rows: list[tuple[str, str, str, int]]) -> Path:
+    """(id, user, start, seconds) per call; UK numbers unless the id says de."""
+    lines = ["id,start,number,duration,ip,username"]
+    lines += [f"{cid},{start},{'4930123456' if 'de' in cid else '442079460000'},{secs},,{user}"
+              for cid, user, start, secs in rows]
+    return write(tmp_path / f"{name}.csv", "\n".join(lines) + "\n")
+
+
+def bill(store: Store, mode: str, period: str, clients: list[str] | None = None,
+         now: int | None = None) -> tuple[BillRuns, int]:
+    with Ledger(store) as ledger:
+        runs = BillRuns(store, ledger)
+        run = runs.execute(runs.create(mode, period, Selection(clients)), pdf=False, now=now)
+        return runs, run.id
+
+
+def invoices(store: Store, **where: object) -> list:  # type: ignore[type-arg]
+    with Ledger(store) as ledger:
+        return Invoicing(ledger).invoices(lines=True, **where)  # type: ignore[arg-type]
+
+
+# -- the rules
+
+
+def test_half_up_rounds_ties_away_from_zero_to_the_minor_unit() -> None:
+    assert half_up(5_005_000_000, 2) == 5_010_000_000
+    assert half_up(5_004_999_999, 2) == 5_000_000_000
+    assert half_up(-5_005_000_000, 2) == -5_010_000_000
+    assert half_up(1_500_000_000, 0) == 2_000_000_000          # JPY
+    assert half_up(1_000_500_000, 3) == 1_001_000_000          # KWD
+    assert half_up(7, 9) == 7
+
+
+def test_a_tax_is_rounded_once_from_the_exact_rate() -> None:
+    assert tax_amount(5_220_000_000, Decimal("19"), 2) == 990_000_000      # 0.9918
+    assert tax_amount(1_000_000_000, Decimal("5.5"), 2) == 60_000_000      # 0.055 -> 0.06
+    assert tax_amount(-1_000_000_000, Decimal("5.5"), 2) == -60_000_000
+    assert tax_amount(3_330_000_000, Decimal("0.0001"), 2) == 0
+
+
+def test_number_patterns() -> None:
+    day = date(2026, 11, 3)
+    assert format_number("INV-{yyyy}-{seq:06}", day, 42) == "INV-2026-000042"
+    assert format_number("{yy}{mm}/{seq}", day, 7) == "2611/7"
+    assert series("INV-{yyyy}-{seq:06}", day) == "INV-2026-{seq}"
+    for bad in ("INV-{yyyy}", "{seq}{seq}", "{seq.real}", "{yyyy}-{seq:6}", "A B{seq}", ""):
+        with pytest.raises(InvalidArgument):
+            check_pattern(bad)
+
+
+def test_a_period_is_midnight_to_midnight_in_the_clients_zone() -> None:
+    berlin = Client(id=1, name="b", currency="EUR", timezone="Europe/Berlin", billing_day=15)
+    p = month_period(berlin, "2026-10")
+    assert (p.start, p.end) == (date(2026, 10, 15), date(2026, 11, 15))
+    assert p.start_at == 1_792_015_200          # 2026-10-14T22:00:00Z (CEST)
+    assert p.end_at == 1_794_697_200            # 2026-11-14T23:00:00Z (CET)
+    assert p.label == "2026-10-15/2026-11-14"
+    assert month_period(Client(id=1, name="u", currency="EUR"), "2026-12").label == "2026-12"
+    with pytest.raises(InvalidArgument):
+        month_period(berlin, "2026-13")
+    assert period_text(None, "2026-10-01", "2026-10-16") == "2026-10-01/2026-10-16"
+    for args in ((None, "2026-10-05", "2026-10-01"), ("2026-10", "2026-10-01", None),
+                 (None, "20261001", "2026-10-02"), (None, None, None)):
+        with pytest.raises(InvalidArgument):
+            period_text(*args)
+
+
+# -- bill runs
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ledger of the test's runs: the SQLite file, or a new PostgreSQL database."""
+    if request.param == "postgres":
+        monkeypatch.setenv(URL_VARIABLE, str(request.getfixturevalue("postgres_db")))
+    return str(request.param)
+
+
+def test_pre_production_replaces_drafts_and_production_numbers_them_gaplessly(
+        store: Store, tmp_path: Path, ledger_db: str) -> None:
+    journal = setup(store, tmp_path, "acme", "beta", "carl", taxes=[["VAT", "19"]])
+    import_cdrs(store, cdrs(tmp_path, "oct", [
+        ("a1", "acme", "2026-10-02T10:00:00Z", 61), ("a2-de", "acme", "2026-10-03T10:00:00Z", 95),
+        ("b1", "beta", "2026-10-10T10:00:00Z", 600), ("c1", "carl", "2026-10-11T10:00:00Z", 1)]))
+    journal.post("acme", "manual-charge", "5.005", note="porting fee", now=1_791_000_000)
+    for _ in range(3):
+        bill(store, "pre-production", "2026-10")
+    drafts = invoices(store)
+    assert [(i.client_name, i.state, i.number) for i in drafts] == [
+        ("acme", "draft", None), ("beta", "draft", None), ("carl", "draft", None)]
+    acme = drafts[0]
+    assert [(ln.kind, ln.description, ln.calls, ln.amount) for ln in acme.lines] == [
+        ("usage", "Germany", 1, 30_000_000),            # 2 minutes at 0.0133: 0.0266
+        ("usage", "UK", 1, 20_000_000),                 # 61 s at 0.02: 0.0203 (the cost at 4 places)
+        ("adjustment", "Manual charge: porting fee", 0, 5_010_000_000),
+        ("tax", "VAT 19%", 0, 960_000_000)]             # 19% of 5.06 = 0.9614
+    assert acme.total == sum(ln.amount for ln in acme.lines) == 6_020_000_000
+    before = journal.balance("acme").fixed
+    runs, rid = bill(store, "production", "2026-10", now=1_793_000_000)
+    issued = invoices(store)
+    assert [i.id for i in issued] == [i.id for i in drafts]        # the drafts, issued
+    assert [i.number for i in issued] == ["INV-2026-000001", "INV-2026-000002",
+                                          "INV-2026-000003"]
+    assert {i.state for i in issued} == {"issued"}
+    # The fixed balance moves by the invoice less the adjustment it already moved.
+    assert journal.balance("acme").fixed == before - (6_020_000_000 - 5_005_000_000)
+    assert journal.balance("acme").fixed == -acme.due
+    assert journal.check() == []
+    with Ledger(store) as ledger:
+        ledger.tail()
+        assert ledger.check() == []
+    # A second production run of the period issues nothing and says why.
+    runs, rid = bill(store, "production", "2026-10")
+    with Ledger(store) as ledger:
+        run = BillRuns(store, ledger).get(rid)
+    assert run.state == "completed-with-errors"
+    assert {x.code for x in run.exceptions} == {"already-invoiced"}
+    assert len(invoices(store)) == 3
+
+
+def test_late_calls_go_on_the_next_invoice_only(store: Store, tmp_path: Path,
+                                                ledger_db: str) -> None:
+    setup(store, tmp_path, "acme")
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60)]))
+    bill(store, "production", "2026-10")
+    import_cdrs(store, cdrs(tmp_path, "late", [("late", "acme", "2026-10-20T10:00:00Z", 600),
+                                               ("n1", "acme", "2026-11-05T10:00:00Z", 30)]))
+    bill(store, "production", "2026-11")
+    bill(store, "production", "2026-12")
+    oct_, nov = invoices(store)
+    assert [(ln.kind, ln.amount) for ln in oct_.lines] == [("usage", 20_000_000)]
+    assert [(ln.kind, ln.description, ln.amount) for ln in nov.lines] == [
+        ("usage", "UK", 10_000_000), ("late", "UK (calls before 2026-11-01)", 200_000_000)]
+    assert nov.previous == oct_.due
+
+
+def test_void_sends_the_items_to_the_next_invoice(store: Store, tmp_path: Path,
+                                                  ledger_db: str) -> None:
+    journal = setup(store, tmp_path, "acme")
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60)]))
+    bill(store, "production", "2026-10")
+    with Ledger(store) as ledger:
+        inv = Invoicing(ledger)
+        assert inv.void("INV-2026-000001").state == "void"
+        with pytest.raises(InvoiceError, match="only an issued"):
+            inv.void("INV-2026-000001")
+    assert journal.balance("acme").fixed == 0                 # the invoice's move undone
+    bill(store, "production", "2026-11")
+    _, nov = invoices(store)
+    assert nov.number == "INV-2026-000002"
+    assert [(ln.kind, ln.amount) for ln in nov.lines] == [("late", 20_000_000)]
+    with Ledger(store) as ledger:
+        with pytest.raises(InvoiceError, match="only an issued"):
+            Invoicing(ledger).mark_paid("INV-2026-000001")
+        assert Invoicing(ledger).mark_paid("INV-2026-000002").state == "paid"
+
+
+def test_one_failing_client_never_stops_the_run(store: Store, tmp_path: Path) -> None:
+    setup(store, tmp_path, "acme", "beta")
+    Registry(store).edit_client("beta", issuer="Nobody Ltd")
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60),
+                                              ("b1", "beta", "2026-10-02T10:00:00Z", 60)]))
+    runs, rid = bill(store, "production", "2026-10")
+    with Ledger(store) as ledger:
+        run = BillRuns(store, ledger).get(rid)
+    assert run.state == "completed-with-errors"
+    assert [(x.client_name, x.code) for x in run.exceptions] == [("beta", "no-issuer")]
+    assert [i.client_name for i in invoices(store)] == ["acme"]
+
+
+def test_numbers_run_on_per_issuer_and_series(store: Store, tmp_path: Path) -> None:
+    setup(store, tmp_path, "acme", "beta")
+    with Ledger(store) as ledger:
+        Invoicing(ledger).add_issuer(Issuer("Other BV", "Damrak 2", pattern="O{yy}-{seq:04}"))
+    Registry(store).edit_client("beta", issuer="Other BV")
+    import_cdrs(store, cdrs(tmp_path, "c", [(f"{u}{m}", u, f"2026-{m:02d}-02T10:00:00Z", 60)
+                                            for u in ("acme", "beta") for m in (10, 11)]))
+    bill(store, "production", "2026-10", now=1_793_000_000)     # 2026-10-26
+    bill(store, "production", "2026-11", now=1_798_800_000)     # 2027-01-01
+    assert [(i.client_name, i.number) for i in invoices(store)] == [
+        ("acme", "INV-2026-000001"), ("beta", "O26-0001"),
+        ("acme", "INV-2027-000001"), ("beta", "O27-0001")]
+
+
+# -- the invariants
+
+
+CLIENTS = ("acme", "beta", "carl")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(calls=st.lists(st.tuples(st.sampled_from(CLIENTS), st.integers(0, 91),
+                                st.integers(1, 900), st.booleans(), st.integers(0, 3)),
+                      min_size=1, max_size=30),
+       # Charges and credits to the tenth of a cent; payments, money received, in cents.
+       moves=st.lists(st.one_of(
+           st.tuples(st.sampled_from(CLIENTS), st.sampled_from(["manual-charge",
+                                                                "manual-credit"]),
+                     st.decimals("0.001", "50", places=3), st.integers(0, 3)),
+           st.tuples(st.sampled_from(CLIENTS), st.just("manual-payment"),
+                     st.decimals("0.01", "50", places=2), st.integers(0, 3))), max_size=6),
+       rehearse=st.booleans())
+def test_every_call_is_on_exactly_one_invoice(
+        calls: list[tuple[str, int, int, bool, int]],
+        moves: list[tuple[str, str, Decimal, int]], rehearse: bool) -> None:
+    """Calls of September to November arrive in four waves, the last after November's
+    run; each month is billed (after a rehearsal or not), then December. Every call is
+    on one invoice, once; lines sum to totals; the ledger and the fixed balances agree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        with Store(tmp_path / "data") as store:
+            journal = setup(store, tmp_path, *CLIENTS, taxes=[["VAT", "21"]])
+            start = 1_788_220_800                               # 2026-09-01T00:00:00Z
+            rows = [(f"k{i}{'-de' if de else ''}", who, start + day * 86400 + i, secs, wave)
+                    for i, (who, day, secs, de, wave) in enumerate(calls)]
+            months = ["2026-09", "2026-10", "2026-11", "2026-12"]
+            for wave, month in enumerate(months):
+                batch = [(cid, who, datetime.fromtimestamp(at, UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"), secs) for cid, who, at, secs, w in rows if w == wave]
+                if batch:
+                    import_cdrs(store, cdrs(tmp_path, f"w{wave}", batch))
+                for who, type_, amount, w in moves:
+                    if w == wave:
+                        journal.post(who, type_, amount, now=start + wave * 31 * 86400 + 3600)
+                if rehearse:
+                    bill(store, "pre-production", month)
+                bill(store, "production", month)
+            issued = invoices(store)
+            assert not invoices(store, state="draft")
+            priced = {e.call[1]: -e.amount for e in journal.entries(types=["rated-call"])}
+            for inv in issued:
+                assert sum(ln.amount for ln in inv.lines) == inv.total
+                assert inv.subtotal + inv.tax == inv.total
+            on_invoices = [ln for inv in issued for ln in inv.lines
+                           if ln.kind in ("usage", "late")]
+            assert sum(ln.calls for ln in on_invoices) == len(calls)
+            assert sum(ln.exact or 0 for ln in on_invoices) == sum(priced.values())
+            for name in CLIENTS:
+                mine = [i for i in issued if i.client_name == name]
+                if mine:
+                    assert journal.balance(name).fixed == -mine[-1].due
+                    for a, b in zip(mine, mine[1:], strict=False):
+                        assert b.previous == a.due
+            assert journal.check() == []
+            with Ledger(store) as ledger:
+                ledger.tail()
+                assert ledger.check() == []
+
+
+# -- the command line and documents
+
+
+@pytest.fixture
+def billed(tmp_path: Path) -> Path:
+    """A data directory with acme's October calls, and an issuer."""
+    ensure_pango()
+    data = tmp_path / "data"
+    deck = write(tmp_path / "deck.csv", DECK)
+    ok(run_cli("deck", "import", str(deck), "--table", "T", "--currency", "EUR", data=data))
+    ok(run_cli("client", "add", "acme", "--rate-table", "T", "--postpaid", "--tax", "VAT=19",
+               "--address", "Acme GmbH\\nHauptstr. 1\\nBerlin", "--vat-id", "DE123456789",
+               data=data))
+    ok(run_cli("account", "add", "--client", "acme", "--username", "acme", data=data))
+    ok(run_cli("cdr", "import", str(cdrs(tmp_path, "oct", [
+        ("a1", "acme", "2026-10-02T10:00:00Z", 61),
+        ("a2-de", "acme", "2026-10-03T10:00:00Z", 95)])), data=data))
+    ok(run_cli("issuer", "add", "Rater Telecom", "--address", "Keizersgracht 1\\nAmsterdam",
+               "--vat-id", "NL123456789B01", data=data))
+    return data
+
+
+def test_a_production_run_from_the_command_line(billed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = json.loads(ok(run_cli("billing", "run", "--period", "2026-10", "--mode",
+                                "production", "--output-dir", str(out), "--json",
+                                data=billed)))
+    assert {"id", "state", "output_dir", "control_report", "invoices",
+            "exceptions"} <= set(run)
+    assert (run["state"], run["output_dir"], run["exceptions"]) == ("completed", str(out), [])
+    [inv] = run["invoices"]
+    assert (inv["number"], inv["client"], inv["period"], inv["total"], inv["state"]) == (
+        "INV-2026-000001", "acme", "2026-10", "0.06", "issued")
+    listed = json.loads(ok(run_cli("invoice", "list", "--period", "2026-10", "--json",
+                                   data=billed)))
+    assert [(i["number"], i["total"], i["pdf"]) for i in listed] == [
+        ("INV-2026-000001", "0.06", str(out / "pdf" / "INV-2026-000001.pdf"))]
+    assert json.loads(ok(run_cli("invoice", "list", "--state", "draft", "--json",
+                                 data=billed))) == []
+    shown = json.loads(ok(run_cli("invoice", "show", "INV-2026-000001", "--json",
+                                  data=billed)))
+    assert [(ln["kind"], ln["amount"]) for ln in shown["lines"]] == [
+        ("usage", "0.03"), ("usage", "0.02"), ("tax", "0.01")]
+
+    # The PDF, read back.
+    import pdfplumber
+
+    with pdfplumber.open(out / "pdf" / "INV-2026-000001.pdf") as pdf:
+        text = "\n".join(page.extract_text() for page in pdf.pages)
+    for words in ("Invoice INV-2026-000001", "Acme GmbH", "DE123456789", "2026-10-01 to "
+                  "2026-10-31", "Germany 1 2.00 0.03", "UK 1 1.02 0.02", "VAT 19% 0.01",
+                  "Total 0.06", "Amount due 0.06"):
+        assert words in text, words
+
+    # The exports and the control report.
+    with open(out / "invoices.csv", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert (row["number"], row["total"], row["amount_due"]) == ("INV-2026-000001", "0.06",
+                                                                "0.06")
+    with open(out / "invoice-lines.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert [(ln["kind"], ln["exact"], ln["amount"]) for ln in lines] == [
+        ("usage", "0.0266", "0.03"), ("usage", "0.0203", "0.02"), ("tax", "", "0.01")]
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(out / "control-report.xlsx").active
+    rows = [[c.value for c in r] for r in sheet.iter_rows()]
+    assert rows[1][:6] == ["Invoice number", "Account", "Client", "Currency", "Total billed",
+                           "Net payable"]
+    assert rows[2][0] == "INV-2026-000001" and rows[2][2] == "acme"
+    assert Decimal(str(rows[2][4])) == Decimal("0.06")
+    assert rows[3][0] == "Total"
+
+    runs = json.loads(ok(run_cli("billing", "runs", "--json", data=billed)))
+    assert [(r["id"], r["state"]) for r in runs] == [(run["id"], "completed")]
+    assert "ledger equals the journal" in ok(run_cli("check", data=billed))
+
+
+def test_the_invoice_html_matches_its_golden_page(store: Store, tmp_path: Path) -> None:
+    setup(store, tmp_path, "acme", taxes=[["VAT", "19"]], vat_id="DE123456789",
+          address="Acme GmbH\nBerlin", invoice_template="extended")
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 61),
+                                              ("a2-de", "acme", "2026-10-03T10:00:00Z", 95)]))
+    bill(store, "production", "2026-10", now=1_793_000_000)
+    from rater.documents import invoice_html
+
+    [inv] = invoices(store)
+    with Ledger(store) as ledger:
+        issuer = Invoicing(ledger).issuers()[0]
+    for template in ("extended", "default"):
+        inv.template = template
+        page = invoice_html(inv, issuer)
+        golden = GOLDEN / f"invoice-{template}.html"
+        if os.environ.get("RATER_WRITE_GOLDEN"):       # after a change made on purpose
+            golden.write_text(page, encoding="utf-8")
+        assert page == golden.read_text(encoding="utf-8")
+
+
+def test_bad_requests_name_what_is_wrong(billed: Path) -> None:
+    failed(run_cli("billing", "run", "--period", "2026-13", "--mode", "production",
+                   data=billed), "INVALID_ARGUMENT", 64)
+    failed(run_cli("billing", "run", "--mode", "production", data=billed),
+           "INVALID_ARGUMENT", 64)
+    failed(run_cli("invoice", "show", "INV-1999-000001", data=billed), "INVOICE", 6)
+    failed(run_cli("issuer", "add", "X", "--address", "a", "--pattern", "{seq.real}",
+                   data=billed), "INVALID_ARGUMENT", 64)
+    failed(run_cli("issuer", "add", "Rater Telecom", "--address", "a", data=billed),
+           "CONFLICT", 5)
+    failed(run_cli("billing", "run", "--period", "2026-10", "--mode", "production",
+                   "--clients", "nobody", data=billed), "UNKNOWN_CLIENT", 4)
+    assert json.loads(ok(run_cli("invoice", "list", "--json", data=billed))) == []
