@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import tempfile
@@ -15,7 +16,7 @@ from conftest import ensure_pango, failed, ok, run_cli, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rater.billrun import BillRuns, Selection, period_text
+from rater.billrun import BillRun, BillRuns, Selection, period_text
 from rater.clients import Client, Registry
 from rater.decks import Decks
 from rater.errors import InvalidArgument, InvoiceError
@@ -61,11 +62,12 @@ def cdrs(tmp_path: Path, name: str, rows: list[tuple[str, str, str, int]]) -> Pa
 
 
 def bill(store: Store, mode: str, period: str, clients: list[str] | None = None,
-         now: int | None = None) -> tuple[BillRuns, int]:
+         now: int | None = None) -> BillRun:
+    """A bill run without PDFs, as it stands when done."""
     with Ledger(store) as ledger:
         runs = BillRuns(store, ledger)
-        run = runs.execute(runs.create(mode, period, Selection(clients)), pdf=False, now=now)
-        return runs, run.id
+        return runs.execute(runs.create(mode, period, Selection(clients)), pdf=False,
+                            now=now)
 
 
 def invoices(store: Store, **where: object) -> list:  # type: ignore[type-arg]
@@ -145,12 +147,12 @@ def test_pre_production_replaces_drafts_and_production_numbers_them_gaplessly(
     acme = drafts[0]
     assert [(ln.kind, ln.description, ln.calls, ln.amount) for ln in acme.lines] == [
         ("usage", "Germany", 1, 30_000_000),            # 2 minutes at 0.0133: 0.0266
-        ("usage", "UK", 1, 20_000_000),                 # 61 s at 0.02: 0.0203 (the cost at 4 places)
+        ("usage", "UK", 1, 20_000_000),                 # 61 s at 0.02: 0.0203, 4 places
         ("adjustment", "Manual charge: porting fee", 0, 5_010_000_000),
         ("tax", "VAT 19%", 0, 960_000_000)]             # 19% of 5.06 = 0.9614
     assert acme.total == sum(ln.amount for ln in acme.lines) == 6_020_000_000
     before = journal.balance("acme").fixed
-    runs, rid = bill(store, "production", "2026-10", now=1_793_000_000)
+    bill(store, "production", "2026-10", now=1_793_000_000)
     issued = invoices(store)
     assert [i.id for i in issued] == [i.id for i in drafts]        # the drafts, issued
     assert [i.number for i in issued] == ["INV-2026-000001", "INV-2026-000002",
@@ -164,9 +166,7 @@ def test_pre_production_replaces_drafts_and_production_numbers_them_gaplessly(
         ledger.tail()
         assert ledger.check() == []
     # A second production run of the period issues nothing and says why.
-    runs, rid = bill(store, "production", "2026-10")
-    with Ledger(store) as ledger:
-        run = BillRuns(store, ledger).get(rid)
+    run = bill(store, "production", "2026-10")
     assert run.state == "completed-with-errors"
     assert {x.code for x in run.exceptions} == {"already-invoiced"}
     assert len(invoices(store)) == 3
@@ -214,9 +214,7 @@ def test_one_failing_client_never_stops_the_run(store: Store, tmp_path: Path) ->
     Registry(store).edit_client("beta", issuer="Nobody Ltd")
     import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60),
                                               ("b1", "beta", "2026-10-02T10:00:00Z", 60)]))
-    runs, rid = bill(store, "production", "2026-10")
-    with Ledger(store) as ledger:
-        run = BillRuns(store, ledger).get(rid)
+    run = bill(store, "production", "2026-10")
     assert run.state == "completed-with-errors"
     assert [(x.client_name, x.code) for x in run.exceptions] == [("beta", "no-issuer")]
     assert [i.client_name for i in invoices(store)] == ["acme"]
@@ -293,7 +291,7 @@ def test_every_call_is_on_exactly_one_invoice(
                 mine = [i for i in issued if i.client_name == name]
                 if mine:
                     assert journal.balance(name).fixed == -mine[-1].due
-                    for a, b in zip(mine, mine[1:], strict=False):
+                    for a, b in itertools.pairwise(mine):
                         assert b.previous == a.due
             assert journal.check() == []
             with Ledger(store) as ledger:
