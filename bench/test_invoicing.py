@@ -75,8 +75,6 @@ def _generate(data: Path) -> None:
         store.write(lambda txn, entries=entries: append(store, txn, entries))
     with Ledger(store) as ledger:
         ledger.tail()
-        Invoicing(ledger).add_issuer(Issuer("Rater Telecom", "Keizersgracht 1\nAmsterdam",
-                                            "NL123456789B01"))
     store.close()
 
 
@@ -89,6 +87,11 @@ def source() -> Path:
         data.mkdir(parents=True)
         _generate(data)
         (data / "ready").write_text("")
+    with Store(data) as store, Ledger(store) as ledger:
+        invoicing = Invoicing(ledger)
+        if not invoicing.issuers():
+            invoicing.add_issuer(Issuer("Rater Telecom", "Keizersgracht 1\nAmsterdam",
+                                        "NL123456789B01"))
     return data
 
 
@@ -120,8 +123,9 @@ def test_production_run(benchmark, fresh) -> None:  # type: ignore[no-untyped-de
 def test_production_run_baseline_one_read(benchmark, source) -> None:  # type: ignore[no-untyped-def]
     def run() -> None:
         with Store(source) as store, Ledger(store) as ledger:
+            # NOT INDEXED: straight through the rows, as the run reads them.
             sums = ledger.db.execute("SELECT client, COUNT(*), SUM(amount) FROM movements "
-                                     "GROUP BY client").fetchall()
+                                     "NOT INDEXED GROUP BY client").fetchall()
             assert len(sums) == CLIENTS
 
     benchmark.pedantic(run, rounds=3, iterations=1)

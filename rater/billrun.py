@@ -326,23 +326,10 @@ class BillRuns:
             (out / "pdf").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RaterError(f"cannot write the run's output into {out}: {exc}") from None
-        if pdf and invoices:
-            issuers = {i.name: i for i in self.invoicing.issuers()}
-            by_id = {i.id: i for i in invoices}
-            jobs = [(i.id, documents.invoice_html(i, issuers[i.issuer]),
-                     str(out / "pdf" / f"{documents.safe_name(i.name)}.pdf"))
-                    for i in invoices]
-            rendered: list[tuple[str, int]] = []
-            for iid, path, error in documents.render_many(jobs, processes):
-                if path is None:
-                    c = by_id[iid]
-                    run.exceptions.append(RunException(c.client, c.client_name,
-                                                       "render-failed", str(error)))
-                else:
-                    by_id[iid].pdf = path
-                    rendered.append((path, iid))
-            with self.ledger.transaction() as db:
-                db.executemany("UPDATE invoices SET pdf = ? WHERE id = ?", rendered)
+        if pdf:
+            for inv, error in render_pdfs(self.invoicing, invoices, out / "pdf", processes):
+                run.exceptions.append(RunException(inv.client, inv.client_name,
+                                                   "render-failed", error))
         documents.write_csv(out / "invoices.csv", invoices)
         documents.write_lines_csv(out / "invoice-lines.csv", invoices)
         previous = {int(r[0]): int(r[1]) for r in self.ledger.db.execute(
@@ -352,6 +339,32 @@ class BillRuns:
             out / "control-report.xlsx",
             f"Billing control report: bill run {run.id}, {run.mode}, period {run.period}",
             documents.control_rows(invoices, previous))
+
+
+def render_pdfs(invoicing: Invoicing, invoices: list[Invoice], target: Path,
+                processes: int | None) -> list[tuple[Invoice, str]]:
+    """Render each invoice's PDF into the directory ``target`` and record its path;
+    returns the invoices that failed, with why."""
+    from . import documents
+
+    if not invoices:
+        return []
+    target.mkdir(parents=True, exist_ok=True)
+    issuers = {i.name: i for i in invoicing.issuers()}
+    by_id = {i.id: i for i in invoices}
+    jobs = [(i.id, documents.invoice_html(i, issuers[i.issuer]),
+             str(target / f"{documents.safe_name(i.name)}.pdf")) for i in invoices]
+    failed: list[tuple[Invoice, str]] = []
+    rendered: list[tuple[str, int]] = []
+    for iid, path, error in documents.render_many(jobs, processes):
+        if path is None:
+            failed.append((by_id[iid], str(error)))
+        else:
+            by_id[iid].pdf = path
+            rendered.append((path, iid))
+    with invoicing.ledger.transaction() as db:
+        db.executemany("UPDATE invoices SET pdf = ? WHERE id = ?", rendered)
+    return failed
 
 
 def _money(nanos: int, currency: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,6 +134,53 @@ def cmd_invoice_void(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invoice_reissue(args: argparse.Namespace) -> int:
+    import time
+
+    from .billrun import render_pdfs
+    from .clients import Registry
+    from .errors import InvoiceError
+
+    how = args.how
+    with _invoicing(args) as inv:
+        store = inv.ledger.store
+        registry = Registry(store)
+        wanted = None
+        if args.clients:
+            with store.read() as txn:
+                wanted = {registry.client_id(txn, name) for name in args.clients}
+        chosen = [i for i in inv.invoices(period=args.period)
+                  if i.kind == "invoice" and i.state in ("issued", "paid")
+                  and i.replaced_by is None and (wanted is None or i.client in wanted)]
+        if not chosen:
+            raise InvoiceError(f"no issued invoice of {args.period} to re-issue"
+                               + (" for those clients" if args.clients else ""))
+        made = []
+        now = int(time.time())
+        for old in chosen:
+            with store.read() as txn:
+                client = registry.client_by_id(txn, old.client)
+            for new in inv.reissue(old, client, inv.issuer(old.issuer), how, now):
+                new.pdf = new.pdf if how == "keep-numbers" else None
+                made.append((old, new))
+        failed = []
+        if not args.no_pdf:
+            for old, new in made:
+                where = Path(old.pdf).parent if old.pdf else (
+                    store.data_dir / "invoices" / new.period)
+                failed += render_pdfs(inv, [new], where, args.processes)
+        shown = [{"old": old.number, **new.to_json()} for old, new in made]
+    if args.json:
+        _print_json(shown)
+    else:
+        for j in shown:
+            print(f"{j['old']} -> {j['kind']} {j['number']}: total {j['total']} "
+                  f"{j['currency']}, amount due {j['amount_due']}")
+    for bad, error in failed:
+        print(f"rater: {bad.name}: no PDF: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 # -- bill runs
 
 def cmd_billing_run(args: argparse.Namespace) -> int:
@@ -222,6 +270,21 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp.add_argument("--json", action="store_true")
     sp = command(invoice, "pay", cmd_invoice_pay, "mark an issued invoice paid")
     sp.add_argument("invoice", metavar="NUMBER|ID")
+    sp = command(invoice, "reissue", cmd_invoice_reissue,
+                 "recalculate a period's issued invoices from their own calls as rerated")
+    sp.add_argument("--period", required=True, metavar="YYYY-MM",
+                    help="the invoices whose period starts in this month")
+    sp.add_argument("--clients", nargs="+", metavar="CLIENT")
+    how = sp.add_mutually_exclusive_group(required=True)
+    how.add_argument("--keep-numbers", dest="how", action="store_const",
+                     const="keep-numbers", help="regenerate each under its own number")
+    how.add_argument("--renumber", dest="how", action="store_const", const="renumber",
+                     help="void each and issue a new one, with a new number, replacing it")
+    how.add_argument("--credit-note", dest="how", action="store_const", const="credit-note",
+                     help="leave each as it is; issue a credit note for it and a new one")
+    sp.add_argument("--no-pdf", action="store_true")
+    sp.add_argument("--processes", type=int, metavar="N")
+    sp.add_argument("--json", action="store_true")
     sp = command(invoice, "void", cmd_invoice_void,
                  "void the client's last issued invoice (or delete a draft)")
     sp.add_argument("invoice", metavar="NUMBER|ID")

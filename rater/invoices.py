@@ -136,7 +136,10 @@ SCHEMA = (
         voided_at BIGINT,
         posted INTEGER NOT NULL,
         pdf TEXT,
-        client_details TEXT NOT NULL)""",
+        client_details TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        replaces BIGINT,
+        replaced_by BIGINT)""",
     "CREATE UNIQUE INDEX IF NOT EXISTS invoices_number ON invoices (issuer, number)",
     # Pre-production replaces a client's draft of a period: never two.
     "CREATE UNIQUE INDEX IF NOT EXISTS invoices_one_draft ON invoices (client, start_at) "
@@ -153,6 +156,14 @@ SCHEMA = (
         exact BIGINT,
         amount BIGINT NOT NULL,
         PRIMARY KEY (invoice, position))""",
+    # What a re-issue changed in the amount due of an invoice that is not the client's
+    # last: the client's next invoice takes it into its previous balance.
+    """CREATE TABLE IF NOT EXISTS carried (
+        id {id},
+        client INTEGER NOT NULL,
+        amount BIGINT NOT NULL,
+        source BIGINT NOT NULL,
+        taken_by BIGINT)""",
     """CREATE TABLE IF NOT EXISTS claimed (
         entry BIGINT PRIMARY KEY,
         invoice BIGINT NOT NULL)""",
@@ -355,6 +366,11 @@ class Invoice:
     posted: int
     pdf: str | None
     client_details: str
+    #: How often it was re-issued under its own number.
+    revision: int = 0
+    #: The invoice this one replaces (a re-issue, a credit note), and the one replacing it.
+    replaces: int | None = None
+    replaced_by: int | None = None
     lines: list[Line] = field(default_factory=list)
 
     @property
@@ -402,7 +418,8 @@ _INVOICE_COLUMNS = ("id, client, client_name, run, kind, state, issuer, number, 
                     "start_date, end_date, start_at, end_at, through, open_from, "
                     "previous_invoice, currency, decimals, subtotal, tax, total, previous, "
                     "payments, due, fixed_move, template, created, issued_at, issue_date, "
-                    "due_date, paid_at, voided_at, posted, pdf, client_details")
+                    "due_date, paid_at, voided_at, posted, pdf, client_details, revision, "
+                    "replaces, replaced_by")
 _LINE_COLUMNS = "kind, description, amount, destination, calls, seconds, exact"
 
 
@@ -415,6 +432,19 @@ class Scanned:
     #: (type, note, amount, date) of each adjustment
     adjustments: list[tuple[str, str | None, int, int]] = field(default_factory=list)
     payments: int = 0
+
+    def add(self, type_: str, dest: str | None, late: bool, calls: int, seconds: int,
+            amount: int, note: str | None, when: int) -> None:
+        """Take a movement, or a sum of a destination's calls and corrections."""
+        if type_ in CALL_TYPES:
+            got = self.calls.setdefault((dest or "", late), [0, 0, 0])
+            got[0] += calls
+            got[1] += seconds
+            got[2] += amount
+        elif type_ in ADJUSTMENT_TYPES:
+            self.adjustments.append((type_, note, amount, when))
+        else:
+            self.payments += amount
 
 
 @dataclass
@@ -462,6 +492,18 @@ def build_lines(client: Client, period: Period, scanned: Scanned) -> tuple[list[
     return lines, adjusted
 
 
+def _fill(inv: Invoice, lines: list[Line], adjusted: int, payments: int) -> None:
+    """Set an invoice's lines and the amounts that follow from them and its previous
+    balance (``adjusted``: the exact adjustments, in fixed already; ``payments`` exact)."""
+    inv.lines = lines
+    inv.total = sum(ln.amount for ln in lines)
+    inv.tax = sum(ln.amount for ln in lines if ln.kind == "tax")
+    inv.subtotal = inv.total - inv.tax
+    inv.payments = half_up(payments, inv.decimals)
+    inv.due = inv.previous + inv.total - inv.payments
+    inv.fixed_move = -inv.total - adjusted
+
+
 class Invoicing:
     """Issuers, invoices and their numbers in a ledger database."""
 
@@ -499,6 +541,9 @@ class Invoicing:
                        (new.address, new.vat_id, new.pattern, int(new.default),
                         new.creditor_id, new.iban, new.bic, name))
         return new
+
+    def issuer(self, name: str) -> Issuer:
+        return self._issuer(self.db, name)
 
     def _issuer(self, db: Any, name: str) -> Issuer:
         row = db.execute(f"SELECT {_ISSUER_COLUMNS} FROM issuers WHERE name = ?",
@@ -615,13 +660,8 @@ class Invoicing:
               f"CASE WHEN m.type IN ({calls}) THEN 0 ELSE m.entry END")
         for cid, type_, dest, late, n, seconds, amount, note, when in db.execute(
                 sql, (low, through)):
-            s = found[int(cid)]
-            if type_ in CALL_TYPES:
-                s.calls[(dest or "", bool(late))] = [int(n), int(seconds), int(amount)]
-            elif type_ in ADJUSTMENT_TYPES:
-                s.adjustments.append((type_, note, int(amount), int(when)))
-            else:
-                s.payments += int(amount)
+            found[int(cid)].add(type_, dest, bool(late), int(n), int(seconds), int(amount),
+                                note, int(when))
         return found
 
     def replace_draft(self, db: Any, client: Client, period: Period, basis: Basis,
@@ -637,39 +677,46 @@ class Invoicing:
         lines, adjusted = build_lines(client, period, scanned)
         if not lines and not scanned.payments:
             return None
-        d = minor_unit(client.currency)
-        total = sum(ln.amount for ln in lines)
-        tax = sum(ln.amount for ln in lines if ln.kind == "tax")
-        payments = half_up(scanned.payments, d)
-        due = basis.due + total - payments
-        row = (client.id, client.name, run, "invoice", "draft", issuer, None, period.label,
-               period.start.isoformat(), period.end.isoformat(), period.start_at,
-               period.end_at, through, None, basis.invoice, client.currency, d, total - tax,
-               tax, total, basis.due, payments, due, -total - adjusted,
-               client.invoice_template, now, None, None, None, None, None, 0, None,
-               _client_details(client))
+        previous = basis.due + self.carried(client.id)
+        inv = Invoice(0, client.id, client.name, run, "invoice", "draft", issuer, None,
+                      period.label, period.start.isoformat(), period.end.isoformat(),
+                      period.start_at, period.end_at, through, None, basis.invoice,
+                      client.currency, minor_unit(client.currency), 0, 0, 0, previous, 0, 0,
+                      0, client.invoice_template, now, None, None, None, None, None, 0, None,
+                      _client_details(client))
+        _fill(inv, lines, adjusted, scanned.payments)
+        self._insert(db, inv)
+        return inv
+
+    def carried(self, client_id: int) -> int:
+        """What re-issues carried to the client's next invoice, not yet on one."""
+        row = self.db.execute("SELECT SUM(amount) FROM carried WHERE client = ? AND "
+                              "taken_by IS NULL", (client_id,)).fetchone()
+        return int(row[0] or 0)
+
+    def _insert(self, db: Any, inv: Invoice) -> None:
+        """Write a new invoice and its lines; sets its id."""
         columns = _INVOICE_COLUMNS.split(", ")[1:]
-        new_id = int(db.execute(
+        values = [getattr(inv, c) for c in columns]
+        inv.id = int(db.execute(
             f"INSERT INTO invoices ({', '.join(columns)}) VALUES "
-            f"({', '.join('?' * len(columns))}) RETURNING id", row).fetchone()[0])
+            f"({', '.join('?' * len(columns))}) RETURNING id", tuple(values)).fetchone()[0])
+        self._write_lines(db, inv)
+
+    def _write_lines(self, db: Any, inv: Invoice) -> None:
+        db.execute("DELETE FROM invoice_lines WHERE invoice = ?", (inv.id,))
         db.executemany(
             f"INSERT INTO invoice_lines (invoice, position, {_LINE_COLUMNS}) VALUES "
             f"(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(new_id, i, ln.kind, ln.description, ln.amount, ln.destination, ln.calls,
-              ln.seconds, ln.exact) for i, ln in enumerate(lines)])
-        inv = Invoice(new_id, *row)
-        inv.lines = lines
-        return inv
+            [(inv.id, i, ln.kind, ln.description, ln.amount, ln.destination, ln.calls,
+              ln.seconds, ln.exact) for i, ln in enumerate(inv.lines)])
 
     # -- issuing
 
-    def issue(self, db: Any, inv: Invoice, client: Client, issuer: Issuer, now: int) -> str:
-        """Number a draft from its issuer's series and mark it issued (in ``db``'s open
-        transaction: a rollback gives the number back, so the series has no gap)."""
-        basis = self.basis(client.id)
-        if basis.invoice != inv.previous_invoice or basis.end_at > inv.start_at:
-            raise InvoiceError(f"draft #{inv.id} follows an invoice that is no longer the "
-                               f"client's last; run pre-production again")
+    def _number(self, db: Any, inv: Invoice, client: Client, issuer: Issuer,
+                now: int) -> None:
+        """Give ``inv`` the next number of its issuer's series and its dates (in ``db``'s
+        open transaction: a rollback gives the number back, so the series has no gap)."""
         day = datetime.fromtimestamp(now, zone(client.timezone)).date()
         key = series(issuer.pattern, day)
         row = db.execute("SELECT last FROM invoice_series WHERE issuer = ? AND series = ?",
@@ -681,21 +728,161 @@ class Invoicing:
         else:
             db.execute("UPDATE invoice_series SET last = ? WHERE issuer = ? AND series = ?",
                        (seq, issuer.name, key))
-        number = format_number(issuer.pattern, day, seq)
+        inv.number, inv.issuer = format_number(issuer.pattern, day, seq), issuer.name
+        inv.issued_at, inv.issue_date = now, day.isoformat()
+        inv.due_date = (day + timedelta(days=client.payment_terms_days)).isoformat()
+
+    def issue(self, db: Any, inv: Invoice, client: Client, issuer: Issuer, now: int) -> str:
+        """Number a draft and mark it issued, in ``db``'s open transaction."""
+        basis = self.basis(client.id)
+        if basis.invoice != inv.previous_invoice or basis.end_at > inv.start_at or \
+                basis.due + self.carried(client.id) != inv.previous:
+            raise InvoiceError(f"draft #{inv.id} follows an invoice that is no longer the "
+                               f"client's last, or a re-issue changed its previous balance; "
+                               f"run pre-production again")
+        self._number(db, inv, client, issuer, now)
         # The first movement this invoice leaves for the next: the next scan starts there.
         left = db.execute("SELECT MIN(entry) FROM movements WHERE client = ? AND date >= ? "
                           "AND entry <= ? AND entry >= ?",
                           (client.id, inv.end_at, inv.through, basis.open_from)).fetchone()
-        open_from = inv.through + 1 if left[0] is None else int(left[0])
-        due_date = day + timedelta(days=client.payment_terms_days)
+        inv.open_from = inv.through + 1 if left[0] is None else int(left[0])
+        inv.state = "issued"
         db.execute("UPDATE invoices SET state = 'issued', issuer = ?, number = ?, "
                    "issued_at = ?, issue_date = ?, due_date = ?, open_from = ? WHERE id = ?",
-                   (issuer.name, number, now, day.isoformat(), due_date.isoformat(),
-                    open_from, inv.id))
-        inv.state, inv.number, inv.issuer = "issued", number, issuer.name
-        inv.issued_at, inv.issue_date, inv.due_date = now, day.isoformat(), due_date.isoformat()
-        inv.open_from = open_from
-        return number
+                   (inv.issuer, inv.number, now, inv.issue_date, inv.due_date,
+                    inv.open_from, inv.id))
+        db.execute("UPDATE carried SET taken_by = ? WHERE client = ? AND taken_by IS NULL",
+                   (inv.id, client.id))
+        assert inv.number is not None
+        return inv.number
+
+    # -- re-issuing
+
+    def recalculated(self, inv: Invoice, client: Client) -> tuple[list[Line], int, int,
+                                                                  list[int]]:
+        """An issued invoice's lines from its own items as they stand now: the movements
+        it took (and those it claimed) and the rerating corrections of its calls that no
+        invoice has taken. Returns lines, exact adjustments, exact payments and the
+        corrections to claim."""
+        db = self.db
+        prev = Basis()
+        if inv.previous_invoice is not None:
+            row = db.execute("SELECT id, through, end_at, open_from, due, total FROM invoices "
+                             "WHERE id = ?", (inv.previous_invoice,)).fetchone()
+            prev = Basis(*(int(v) for v in row))
+        kinds = ", ".join(f"'{t}'" for t in (*CALL_TYPES, *ADJUSTMENT_TYPES, *PAYMENT_TYPES))
+        columns = "entry, type, destination, date, billed, amount, note, call_source, call_id"
+        own = db.execute(
+            f"SELECT {columns} FROM movements WHERE client = ? AND entry >= ? AND entry <= ? "
+            f"AND date < ? AND type IN ({kinds}) AND NOT (entry <= ? AND date < ?) AND entry "
+            f"NOT IN (SELECT entry FROM claimed WHERE invoice <> ?) UNION SELECT {columns} "
+            f"FROM movements WHERE entry IN (SELECT entry FROM claimed WHERE invoice = ?)",
+            (inv.client, prev.open_from, inv.through, inv.end_at, prev.through, prev.end_at,
+             inv.id, inv.id)).fetchall()
+        calls = {(r[7], r[8]) for r in own if r[1] == "rated-call"}
+        last = self.basis(inv.client)
+        taken = {int(r[0]) for r in own}
+        fresh: list[Any] = []
+        if calls:
+            first = min(int(r[3]) for r in own if r[1] == "rated-call")
+            for r in db.execute(
+                    f"SELECT {columns} FROM movements WHERE client = ? AND type = 'rerate' "
+                    f"AND date >= ? AND date < ? AND entry > ? AND entry NOT IN (SELECT "
+                    f"entry FROM claimed)", (inv.client, first, inv.end_at, inv.through)):
+                covered = int(r[0]) <= last.through and int(r[3]) < last.end_at
+                if (r[7], r[8]) in calls and not covered and int(r[0]) not in taken:
+                    fresh.append(r)
+        scanned = Scanned()
+        for _, type_, dest, when, billed, amount, note, *_ in [*own, *fresh]:
+            called = type_ == "rated-call"
+            scanned.add(type_, dest, int(when) < inv.start_at, int(called),
+                        int(billed or 0) if called else 0, int(amount), note, int(when))
+        period = Period(date.fromisoformat(inv.start_date), date.fromisoformat(inv.end_date),
+                        inv.start_at, inv.end_at)
+        lines, adjusted = build_lines(client, period, scanned)
+        return lines, adjusted, scanned.payments, [int(r[0]) for r in fresh]
+
+    def reissue(self, inv: Invoice, client: Client, issuer: Issuer, how: str,
+                now: int) -> list[Invoice]:
+        """Recalculate an issued invoice (:meth:`recalculated`) and re-issue it ``how``:
+
+        ``keep-numbers``  the same invoice, same number, its lines and amounts replaced;
+        ``renumber``      the old one void, a new one with the next number replacing it;
+        ``credit-note``   the old one left as it is, a credit note for all of it and a new
+                          invoice, each numbered.
+
+        What the fixed balance must move is posted to the journal. When the invoice is
+        not the client's last, the change in its amount due is carried to the client's
+        next invoice. Returns the invoices made or changed."""
+        if inv.kind != "invoice" or inv.state not in ("issued", "paid") or inv.replaced_by:
+            raise InvoiceError(f"invoice {inv.name} is {inv.state}"
+                               + (" and replaced" if inv.replaced_by else "")
+                               + "; only an issued invoice is re-issued")
+        self.ledger.tail()                   # the corrections rerating just wrote
+        lines, adjusted, payments, fresh = self.recalculated(inv, client)
+        old_move, old_due = inv.fixed_move, inv.due
+        is_last = self.basis(inv.client).invoice == inv.id
+        made: list[Invoice] = []
+        with self.ledger.transaction() as db:
+            if how == "keep-numbers":
+                new = inv
+                _fill(new, lines, adjusted, payments)
+                new.revision += 1
+                db.execute("UPDATE invoices SET subtotal = ?, tax = ?, total = ?, payments = "
+                           "?, due = ?, fixed_move = ?, revision = ? WHERE id = ?",
+                           (new.subtotal, new.tax, new.total, new.payments, new.due,
+                            new.fixed_move, new.revision, new.id))
+                self._write_lines(db, new)
+            elif how in ("renumber", "credit-note"):
+                new = Invoice(**{**inv.__dict__, "lines": []})
+                new.revision, new.replaces, new.replaced_by, new.posted = 0, inv.id, None, 0
+                new.pdf, new.created, new.run = None, now, None
+                _fill(new, lines, adjusted, payments)
+                if how == "credit-note":
+                    credit = Invoice(**{**inv.__dict__, "lines": [
+                        Line(ln.kind, f"Credit: {ln.description}", -ln.amount, ln.destination,
+                             ln.calls, ln.seconds, None if ln.exact is None else -ln.exact)
+                        for ln in inv.lines]})
+                    credit.kind, credit.state, credit.replaces, credit.replaced_by = (
+                        "credit-note", "issued", inv.id, None)
+                    credit.subtotal, credit.tax, credit.total = (
+                        -inv.subtotal, -inv.tax, -inv.total)
+                    credit.previous, credit.payments, credit.due = 0, 0, -inv.total
+                    credit.fixed_move, credit.posted, credit.pdf = -inv.fixed_move, 0, None
+                    credit.created, credit.run, credit.revision = now, None, 0
+                    self._number(db, credit, client, issuer, now)
+                    self._insert(db, credit)
+                    made.append(credit)
+                self._number(db, new, client, issuer, now)
+                self._insert(db, new)
+                if how == "renumber":
+                    db.execute("UPDATE invoices SET state = 'void', voided_at = ?, "
+                               "replaced_by = ? WHERE id = ?", (now, new.id, inv.id))
+                else:
+                    db.execute("UPDATE invoices SET replaced_by = ? WHERE id = ?",
+                               (new.id, inv.id))
+                db.execute("UPDATE claimed SET invoice = ? WHERE invoice = ?",
+                           (new.id, inv.id))
+            else:
+                raise InvalidArgument(f"re-issue {how!r}: keep-numbers, renumber or "
+                                      f"credit-note")
+            db.executemany("INSERT INTO claimed (entry, invoice) VALUES (?, ?)",
+                           [(e, new.id) for e in fresh])
+            if not is_last and new.due != old_due:
+                db.execute("INSERT INTO carried (client, amount, source) VALUES (?, ?, ?)",
+                           (inv.client, new.due - old_due, new.id))
+        made.append(new)
+        if how == "keep-numbers":
+            if new.fixed_move != old_move:
+                from .journal import Entry, post_many
+
+                post_many(self.ledger.store, [Entry(
+                    0, "invoice", inv.client, new.fixed_move - old_move, now, now,
+                    f"invoice:{inv.id}:revision:{new.revision}", None,
+                    f"{inv.number} re-issued")])
+        else:
+            self.post_pending()
+        return made
 
     def post_pending(self) -> int:
         """Write to the journal the fixed-balance move of every issued or voided invoice

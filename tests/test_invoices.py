@@ -20,7 +20,7 @@ from rater.billrun import BillRun, BillRuns, Selection, period_text
 from rater.clients import Client, Registry
 from rater.decks import Decks
 from rater.errors import InvalidArgument, InvoiceError
-from rater.ingest import import_cdrs
+from rater.ingest import import_cdrs, rerate
 from rater.invoices import (
     Invoicing,
     Issuer,
@@ -297,6 +297,12 @@ def test_every_call_is_on_exactly_one_invoice(
             with Ledger(store) as ledger:
                 ledger.tail()
                 assert ledger.check() == []
+                # Re-issued with nothing changed, each invoice has the same lines.
+                reg = Registry(store)
+                for inv in issued:
+                    again, *_ = Invoicing(ledger).recalculated(inv, reg.client(inv.client_name))
+                    assert [(ln.kind, ln.amount) for ln in again] == [
+                        (ln.kind, ln.amount) for ln in inv.lines]
 
 
 # -- the command line and documents
@@ -372,6 +378,18 @@ def test_a_production_run_from_the_command_line(billed: Path, tmp_path: Path) ->
     assert Decimal(str(rows[2][4])) == Decimal("0.06")
     assert rows[3][0] == "Total"
 
+    # Re-issued under a new number: the old one void, the new PDF beside the old.
+    [again] = json.loads(ok(run_cli("invoice", "reissue", "--period", "2026-10",
+                                    "--renumber", "--json", data=billed)))
+    assert (again["old"], again["number"], again["total"]) == (
+        "INV-2026-000001", "INV-2026-000002", "0.06")
+    assert again["pdf"] == str(out / "pdf" / "INV-2026-000002.pdf")
+    assert Path(again["pdf"]).stat().st_size > 1000
+    assert json.loads(ok(run_cli("invoice", "show", "INV-2026-000001", "--json",
+                                 data=billed)))["state"] == "void"
+    failed(run_cli("invoice", "reissue", "--period", "2026-09", "--keep-numbers",
+                   data=billed), "INVOICE", 6)
+
     runs = json.loads(ok(run_cli("billing", "runs", "--json", data=billed)))
     assert [(r["id"], r["state"]) for r in runs] == [(run["id"], "completed")]
     assert "ledger equals the journal" in ok(run_cli("check", data=billed))
@@ -410,3 +428,108 @@ def test_bad_requests_name_what_is_wrong(billed: Path) -> None:
     failed(run_cli("billing", "run", "--period", "2026-10", "--mode", "production",
                    "--clients", "nobody", data=billed), "UNKNOWN_CLIENT", 4)
     assert json.loads(ok(run_cli("invoice", "list", "--json", data=billed))) == []
+
+
+# -- re-issue after rerating
+
+
+def rerate_uk(store: Store, tmp_path: Path, rate: str) -> None:
+    """UK's rate changed, and October priced again."""
+    Decks(store).import_file(write(tmp_path / f"uk-{rate}.csv", DECK.replace("0.0200", rate)),
+                             "T", currency="EUR")
+    rerate(store, 1_790_812_800, 1_793_491_200)                 # October 2026, UTC
+
+
+def reissue(store: Store, number: str, how: str,
+            now: int = 1_794_000_000) -> list:  # type: ignore[type-arg]
+    with Ledger(store) as ledger:
+        inv = Invoicing(ledger)
+        old = inv.invoice(number)
+        client = Registry(store).client(old.client_name)
+        return inv.reissue(old, client, inv.issuer(old.issuer), how, now)
+
+
+@pytest.mark.parametrize("how", ["keep-numbers", "renumber", "credit-note"])
+def test_reissue_after_rerating(store: Store, tmp_path: Path, how: str) -> None:
+    journal = setup(store, tmp_path, "acme", taxes=[["VAT", "19"]])
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60),
+                                              ("a2-de", "acme", "2026-10-03T10:00:00Z", 95)]))
+    bill(store, "production", "2026-10", now=1_793_000_000)
+    [old] = invoices(store)
+    assert old.total == 60_000_000                  # 0.02 + 0.03 + 19% of 0.05 (0.0095)
+
+    # Unchanged data: the same amounts.
+    same = reissue(store, old.number, "keep-numbers")[-1]
+    assert (same.number, same.total, same.due, same.revision) == (old.number, old.total,
+                                                                  old.due, 1)
+    assert [(ln.kind, ln.amount) for ln in same.lines] == [(ln.kind, ln.amount)
+                                                           for ln in old.lines]
+    assert journal.balance("acme").fixed == -old.due
+
+    rerate_uk(store, tmp_path, "0.0400")
+    import_cdrs(store, cdrs(tmp_path, "nov", [("n1", "acme", "2026-11-02T10:00:00Z", 60)]))
+    made = reissue(store, old.number, how)
+    new = made[-1]
+    assert [(ln.kind, ln.description, ln.amount) for ln in new.lines] == [
+        ("usage", "Germany", 30_000_000), ("usage", "UK", 40_000_000),
+        ("tax", "VAT 19%", 10_000_000)]             # 19% of 0.07: 0.0133
+    assert new.total == new.due == 80_000_000
+    assert journal.balance("acme").fixed == -new.due
+    shown = {i.id: (i.number, i.kind, i.state, i.total) for i in invoices(store)}
+    if how == "keep-numbers":
+        assert shown == {old.id: (old.number, "invoice", "issued", 80_000_000)}
+    elif how == "renumber":
+        assert shown == {old.id: (old.number, "invoice", "void", 60_000_000),
+                         new.id: ("INV-2026-000002", "invoice", "issued", 80_000_000)}
+        assert new.replaces == old.id
+    else:
+        credit = made[0]
+        assert shown == {old.id: (old.number, "invoice", "issued", 60_000_000),
+                         credit.id: ("INV-2026-000002", "credit-note", "issued", -60_000_000),
+                         new.id: ("INV-2026-000003", "invoice", "issued", 80_000_000)}
+        assert sum(ln.amount for ln in credit.lines) == credit.total
+
+    # November takes its own call, not October's corrections: the re-issue took them.
+    bill(store, "production", "2026-11", now=1_795_000_000)
+    nov = invoices(store)[-1]
+    assert [(ln.kind, ln.amount) for ln in nov.lines] == [("usage", 40_000_000),
+                                                          ("tax", 10_000_000)]
+    assert nov.previous == new.due
+    assert journal.balance("acme").fixed == -nov.due
+    assert journal.check() == []
+    with Ledger(store) as ledger:
+        ledger.tail()
+        assert ledger.check() == []
+
+
+def test_a_paid_or_earlier_invoice_passes_its_difference_to_the_next(
+        store: Store, tmp_path: Path) -> None:
+    journal = setup(store, tmp_path, "acme", "beta")
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60),
+                                              ("b1", "beta", "2026-10-02T10:00:00Z", 60),
+                                              ("b2", "beta", "2026-11-02T10:00:00Z", 60)]))
+    bill(store, "production", "2026-10", now=1_793_000_000)
+    acme_oct, beta_oct = invoices(store)
+    # acme paid October; beta's November is issued before October is re-issued.
+    journal.post("acme", "manual-payment", "0.02", now=1_793_100_000)
+    with Ledger(store) as ledger:
+        Invoicing(ledger).mark_paid(acme_oct.number)
+    bill(store, "production", "2026-11", ["beta"], now=1_795_000_000)
+    rerate_uk(store, tmp_path, "0.0500")
+    assert reissue(store, acme_oct.number, "keep-numbers")[-1].state == "paid"
+    assert reissue(store, beta_oct.number, "renumber")[-1].due == 50_000_000
+    import_cdrs(store, cdrs(tmp_path, "dec", [("a3", "acme", "2026-12-02T10:00:00Z", 60),
+                                              ("b3", "beta", "2026-12-02T10:00:00Z", 60)]))
+    bill(store, "production", "2026-11", ["acme"], now=1_795_000_000)
+    bill(store, "production", "2026-12", now=1_797_000_000)
+    acme_nov = invoices(store, client=1, period="2026-11")[0]
+    # Paid 0.02 of what is now 0.05: the 0.03 is on the next invoice.
+    assert (acme_nov.previous, acme_nov.payments, acme_nov.due) == (
+        50_000_000, 20_000_000, 30_000_000)
+    beta_dec = invoices(store, client=2, period="2026-12")[0]
+    beta_nov = invoices(store, client=2, period="2026-11")[0]
+    # beta's November still says 0.02 + 0.05; December carries October's 0.03 more.
+    assert beta_dec.previous == beta_nov.due + 30_000_000
+    for name, last in (("acme", invoices(store, client=1)[-1]), ("beta", beta_dec)):
+        assert journal.balance(name).fixed == -last.due
+    assert journal.check() == []
