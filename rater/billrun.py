@@ -35,6 +35,7 @@ from .errors import InvalidArgument, InvoiceError, RaterError
 from .invoices import Basis, Invoice, Invoicing, Period, dates_period, month_period
 from .ledger import Ledger
 from .progress import Progress
+from .settings import MailSettings
 from .store import Store
 
 MODES = ("pre-production", "production")
@@ -46,6 +47,9 @@ REASONS = {
     "already-invoiced": "an issued invoice covers the period",
     "period-overlaps": "the client's last invoice ends inside the period",
     "render-failed": "its PDF could not be rendered",
+    "sepa-not-ready": "its issuer has no SEPA creditor id, IBAN or BIC for the direct debit",
+    "no-email": "it has no billing e-mail address (or its invoice no PDF) to send to",
+    "email-failed": "the SMTP server refused its invoice or could not be reached",
     "error": "something else went wrong for this client (the message says what)",
 }
 RUNS_DIR = "bill-runs"
@@ -207,8 +211,12 @@ class BillRuns:
     # -- running
 
     def execute(self, run: BillRun, *, pdf: bool = True, processes: int | None = None,
-                progress: Progress | None = None, now: int | None = None) -> BillRun:
-        """Take a recorded run through its life cycle."""
+                progress: Progress | None = None, now: int | None = None,
+                mail: MailSettings | None = None) -> BillRun:
+        """Take a recorded run through its life cycle; with ``mail``, e-mail the issued
+        invoices (production, with PDFs)."""
+        if mail is not None and (run.mode != "production" or not pdf):
+            raise InvalidArgument("e-mail goes with a production run that makes PDFs")
         if run.state != "draft":
             raise InvoiceError(f"bill run {run.id} is {run.state}; a run goes once",
                                hint="start a new run")
@@ -229,6 +237,8 @@ class BillRuns:
             self._state(run, "formatting")
             invoices = self.invoicing.invoices(run=run.id, lines=True)
             self._format(run, invoices, pdf=pdf, processes=processes)
+            if mail is not None:
+                self._email(run, invoices, mail)
         except Exception as exc:
             self._state(run, "failed", error=str(exc), finished=int(time.time()))
             raise
@@ -339,6 +349,44 @@ class BillRuns:
             out / "control-report.xlsx",
             f"Billing control report: bill run {run.id}, {run.mode}, period {run.period}",
             documents.control_rows(invoices, previous))
+        if run.mode == "production":
+            self._direct_debits(run, invoices, out)
+
+    def _direct_debits(self, run: BillRun, invoices: list[Invoice], out: Path) -> None:
+        """``sepa-ISSUER.xml``: a pain.008 per issuer, of the invoices SEPA collects."""
+        from datetime import UTC, datetime
+
+        from . import documents, sepa
+
+        by_issuer: dict[str, list[Invoice]] = {}
+        for inv in invoices:
+            if sepa.collectable(inv):
+                by_issuer.setdefault(inv.issuer, []).append(inv)
+        for k, (name, batch) in enumerate(sorted(by_issuer.items()), 1):
+            try:
+                xml = sepa.direct_debit(self.invoicing.issuer(name), batch,
+                                        f"RATER-RUN-{run.id}-{k}", datetime.now(UTC))
+            except InvoiceError as exc:
+                for inv in batch:
+                    run.exceptions.append(RunException(inv.client, inv.client_name,
+                                                       "sepa-not-ready", exc.message))
+                continue
+            target = out / f"sepa-{documents.safe_name(name)}.xml"
+            part = target.with_name(target.name + ".part")
+            part.write_bytes(xml)
+            part.replace(target)
+
+    def _email(self, run: BillRun, invoices: list[Invoice], mail: MailSettings) -> None:
+        from .mail import send_invoices
+
+        issuers = {i.name: i for i in self.invoicing.issuers()}
+        sent = send_invoices(mail, [(inv, issuers[inv.issuer]) for inv in invoices
+                                    if inv.number is not None])
+        self.invoicing.record_deliveries(sent)
+        for inv, error in sent:
+            if error is not None:
+                code = "email-failed" if inv.details.get("email") and inv.pdf else "no-email"
+                run.exceptions.append(RunException(inv.client, inv.client_name, code, error))
 
 
 def render_pdfs(invoicing: Invoicing, invoices: list[Invoice], target: Path,

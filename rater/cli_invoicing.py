@@ -102,8 +102,9 @@ def cmd_invoice_show(args: argparse.Namespace) -> int:
 
     with _invoicing(args) as inv:
         found = inv.invoice(args.invoice)
+        sent = inv.deliveries(found.id)
     if args.json:
-        _print_json(found.to_json(lines=True))
+        _print_json({**found.to_json(lines=True), "deliveries": sent})
         return 0
     j = found.to_json()
     print(f"{found.kind} {found.name}: {found.client_name}, period {found.period} "
@@ -116,6 +117,29 @@ def cmd_invoice_show(args: argparse.Namespace) -> int:
           + (f", due {found.due_date}" if found.due_date else ""))
     if found.pdf:
         print(f"pdf {found.pdf}")
+    return 0
+
+
+def _mail(args: argparse.Namespace) -> Any:
+    from .settings import load
+
+    return load(args.config).mail
+
+
+def cmd_invoice_send(args: argparse.Namespace) -> int:
+    from .errors import InvoiceError
+    from .mail import send_invoices
+
+    mail = _mail(args)
+    with _invoicing(args) as inv:
+        found = inv.invoice(args.invoice)
+        if found.number is None:
+            raise InvoiceError(f"{found.name} is a draft; only an issued invoice is sent")
+        [(_, error)] = send_invoices(mail, [(found, inv.issuer(found.issuer))])
+        inv.record_deliveries([(found, error)])
+    if error is not None:
+        raise InvoiceError(f"invoice {found.name} not sent: {error}")
+    print(f"invoice {found.name} sent to {found.details.get('email')}")
     return 0
 
 
@@ -191,12 +215,16 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     selection = Selection(args.clients or None, args.tag, args.billing_day)
     if args.processes is not None and args.processes < 1:
         raise InvalidArgument(f"--processes {args.processes}: at least 1")
+    mail = _mail(args) if args.email else None
+    if mail is not None and (args.mode != "production" or args.no_pdf):
+        raise InvalidArgument("--email goes with --mode production and PDFs")
     with _open(args) as store, Ledger(store) as ledger:
         runs = BillRuns(store, ledger)
         run = runs.create(args.mode, period, selection,
                           Path(args.output_dir).resolve() if args.output_dir else None)
         with Progress("ledger", None, unit="entries") as bar:
-            runs.execute(run, pdf=not args.no_pdf, processes=args.processes, progress=bar)
+            runs.execute(run, pdf=not args.no_pdf, processes=args.processes, progress=bar,
+                         mail=mail)
         invoices = runs.invoicing.invoices(run=run.id)
     if args.json:
         _print_json(run.to_json(invoices))
@@ -268,6 +296,11 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp = command(invoice, "show", cmd_invoice_show, "an invoice and its lines")
     sp.add_argument("invoice", metavar="NUMBER|ID")
     sp.add_argument("--json", action="store_true")
+    sp = command(invoice, "send", cmd_invoice_send,
+                 "e-mail an issued invoice's PDF to its client's billing address")
+    sp.add_argument("invoice", metavar="NUMBER|ID")
+    sp.add_argument("--config", metavar="FILE", help="the config whose [mail] section names "
+                                                     "the SMTP server (default: built in)")
     sp = command(invoice, "pay", cmd_invoice_pay, "mark an issued invoice paid")
     sp.add_argument("invoice", metavar="NUMBER|ID")
     sp = command(invoice, "reissue", cmd_invoice_reissue,
@@ -305,6 +338,10 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp.add_argument("--no-pdf", action="store_true", help="no PDF invoices")
     sp.add_argument("--processes", type=int, metavar="N",
                     help="PDF rendering processes (default: one per core)")
+    sp.add_argument("--email", action="store_true",
+                    help="e-mail each issued invoice to its client (production)")
+    sp.add_argument("--config", metavar="FILE", help="the config whose [mail] section names "
+                                                     "the SMTP server (default: built in)")
     sp.add_argument("--json", action="store_true")
     sp = command(billing, "runs", cmd_billing_runs, "bill runs, or one with its invoices")
     sp.add_argument("id", type=int, nargs="?")

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -167,6 +167,13 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS claimed (
         entry BIGINT PRIMARY KEY,
         invoice BIGINT NOT NULL)""",
+    # Each time an invoice was sent (e-mail), and what came of it.
+    """CREATE TABLE IF NOT EXISTS deliveries (
+        invoice BIGINT NOT NULL,
+        channel TEXT NOT NULL,
+        address TEXT,
+        at BIGINT NOT NULL,
+        error TEXT)""",
 )
 
 
@@ -945,10 +952,17 @@ class Invoicing:
         self.post_pending()
         return self.invoice(str(inv.id))
 
-    def lines_of(self, ids: Iterable[int]) -> dict[int, list[Line]]:
-        out: dict[int, list[Line]] = {}
-        for iid in ids:
-            out[iid] = [Line(*r) for r in self.db.execute(
-                f"SELECT {_LINE_COLUMNS} FROM invoice_lines WHERE invoice = ? ORDER BY "
-                f"position", (iid,))]
-        return out
+    def record_deliveries(self, sent: Sequence[tuple[Invoice, str | None]],
+                          now: int | None = None) -> None:
+        """Keep what came of e-mailing each invoice."""
+        now = int(time.time()) if now is None else now
+        with self.ledger.transaction() as db:
+            db.executemany("INSERT INTO deliveries (invoice, channel, address, at, error) "
+                           "VALUES (?, 'email', ?, ?, ?)",
+                           [(inv.id, inv.details.get("email"), now, error)
+                            for inv, error in sent])
+
+    def deliveries(self, invoice: int) -> list[dict[str, Any]]:
+        return [{"channel": c, "address": a, "at": int(t), "error": e} for c, a, t, e in
+                self.db.execute("SELECT channel, address, at, error FROM deliveries WHERE "
+                                "invoice = ? ORDER BY at", (invoice,))]

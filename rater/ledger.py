@@ -42,7 +42,7 @@ URL_VARIABLE = "RATER_LEDGER"
 #: Entries a tail takes per SQL transaction.
 BATCH = 50_000
 #: The table made last: when it is there, the whole schema is.
-LAST_TABLE = "claimed"
+LAST_TABLE = "deliveries"
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tailed (

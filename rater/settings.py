@@ -48,6 +48,19 @@ class NasEntry:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    """The SMTP server invoices are e-mailed through."""
+
+    host: str
+    port: int
+    sender: str
+    tls: str
+    username: str
+    password: str | None
+    timeout: float
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: str
     workers: int
@@ -70,6 +83,7 @@ class Settings:
     #: The bearer token gRPC calls must carry (None: none asked for).
     grpc_token: str | None
     nas: tuple[NasEntry, ...]
+    mail: MailSettings
     #: The merged tree, as ``rater config show`` prints it.
     tree: dict[str, Any]
 
@@ -244,6 +258,7 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
     if not 0 <= storage["sync_interval_ms"] <= 1000:
         raise ConfigError(f"storage.sync_interval_ms = {storage['sync_interval_ms']}: "
                           f"0 to 1000")
+    mail = _mail(tree["mail"])
     stored = StorageConfig(map_size=storage["map_size"], max_map_size=storage["max_map_size"],
                            sync=storage["sync"])
     return Settings(listen=serve["listen"], workers=serve["workers"],
@@ -255,4 +270,26 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
                     metrics_enabled=metrics["enabled"], metrics_port=metrics["port"],
                     grpc_enabled=rpc["enabled"], grpc_port=rpc["port"],
                     grpc_threads=rpc["threads"], grpc_grace=rpc["grace_seconds"],
-                    grpc_tls=tls, grpc_token=token, nas=nas, tree=tree)
+                    grpc_tls=tls, grpc_token=token, nas=nas, mail=mail, tree=tree)
+
+
+def _mail(mail: dict[str, Any]) -> MailSettings:
+    if not 1 <= mail["port"] <= 65535:
+        raise ConfigError(f"mail.port = {mail['port']}: a port 1..65535 expected")
+    if mail["tls"] not in ("none", "starttls", "ssl"):
+        raise ConfigError(f"mail.tls = {mail['tls']!r}: none, starttls or ssl")
+    if not 0 < mail["timeout"] <= 600:
+        raise ConfigError(f"mail.timeout = {mail['timeout']}: 1 to 600 seconds")
+    if mail["from"] and "@" not in mail["from"]:
+        raise ConfigError(f"mail.from = {mail['from']!r}: an e-mail address expected")
+    password = None
+    if mail["password_file"]:
+        try:
+            password = Path(mail["password_file"]).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"mail.password_file: cannot read {mail['password_file']}: "
+                              f"{exc.strerror}") from None
+    if bool(mail["username"]) != (password is not None):
+        raise ConfigError("mail.username and mail.password_file go together")
+    return MailSettings(mail["host"], mail["port"], mail["from"], mail["tls"],
+                        mail["username"], password, float(mail["timeout"]))

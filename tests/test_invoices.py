@@ -6,7 +6,9 @@ import csv
 import itertools
 import json
 import os
+import socket
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -533,3 +535,135 @@ def test_a_paid_or_earlier_invoice_passes_its_difference_to_the_next(
     for name, last in (("acme", invoices(store, client=1)[-1]), ("beta", beta_dec)):
         assert journal.balance(name).fixed == -last.due
     assert journal.check() == []
+
+
+# -- SEPA Direct Debit and e-mail
+
+MANDATE = {"iban": "DE89370400440532013000", "bic": "COBADEFFXXX", "id": "MANDATE-0042",
+           "date": "2026-01-15"}
+
+
+def pain_008_schema() -> Path:
+    import sepaxml
+
+    return Path(sepaxml.__file__).parent / "schemas" / "pain.008.001.08.xsd"
+
+
+def test_a_production_run_writes_a_valid_sepa_direct_debit(store: Store,
+                                                           tmp_path: Path) -> None:
+    import xmlschema
+
+    setup(store, tmp_path, "acme", "beta", "carl")
+    Registry(store).edit_client("acme", sepa_mandate=MANDATE)
+    Registry(store).edit_client("carl", sepa_mandate={**MANDATE, "id": "M/7 (carl)"})
+    with Ledger(store) as ledger:
+        Invoicing(ledger).edit_issuer("Rater Telecom", creditor_id="DE98ZZZ09999999999",
+                                      iban="NL91ABNA0417164300", bic="ABNANL2A")
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 600),
+                                              ("b1", "beta", "2026-10-02T10:00:00Z", 60),
+                                              ("c1", "carl", "2026-10-02T10:00:00Z", 30)]))
+    run = bill(store, "production", "2026-10", now=1_793_000_000)
+    xml = Path(run.output_dir or "") / "sepa-Rater-Telecom.xml"
+    schema = xmlschema.XMLSchema(str(pain_008_schema()))
+    schema.validate(str(xml))                          # raises on any departure
+    doc = schema.to_dict(str(xml))["CstmrDrctDbtInitn"]
+    assert (doc["GrpHdr"]["NbOfTxs"], str(doc["GrpHdr"]["CtrlSum"])) == ("2", "0.21")
+    [info] = doc["PmtInf"]
+    assert (info["ReqdColltnDt"], info["CdtrAcct"]["Id"]["IBAN"]) == (
+        "2026-11-25", "NL91ABNA0417164300")
+    assert [(tx["PmtId"]["EndToEndId"], str(tx["InstdAmt"]["$"]),
+             tx["DrctDbtTx"]["MndtRltdInf"]["MndtId"], tx["DbtrAcct"]["Id"]["IBAN"])
+            for tx in info["DrctDbtTxInf"]] == [
+        ("INV-2026-000001", "0.20", "MANDATE-0042", MANDATE["iban"]),
+        ("INV-2026-000003", "0.01", "M/7 (carl)", MANDATE["iban"])]
+
+
+def test_no_sepa_file_without_the_issuers_creditor_id(store: Store, tmp_path: Path) -> None:
+    setup(store, tmp_path, "acme")
+    Registry(store).edit_client("acme", sepa_mandate=MANDATE)
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 600)]))
+    run = bill(store, "production", "2026-10")
+    assert run.state == "completed-with-errors"
+    assert [(x.client_name, x.code) for x in run.exceptions] == [("acme", "sepa-not-ready")]
+    assert not list(Path(run.output_dir or "").glob("sepa-*.xml"))
+    assert invoices(store)[0].state == "issued"            # the invoice itself stands
+
+
+class Inbox:
+    """What a real SMTP server on 127.0.0.1 received."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[tuple[Inbox, Path]]:
+    """An aiosmtpd server on a free port, and a config file naming it."""
+    from aiosmtpd.controller import Controller
+
+    from rater.radius.server import free_ports
+
+    [port] = free_ports("127.0.0.1", [socket.SOCK_STREAM])
+    inbox = Inbox()
+    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server.start()
+    config = write(tmp_path / "rater.toml", f'[mail]\nport = {port}\n'
+                                            f'from = "billing@rater.example"\n')
+    try:
+        yield inbox, config
+    finally:
+        server.stop()
+
+
+def test_invoices_are_emailed_with_their_pdf(billed: Path, smtp: tuple[Inbox, Path],
+                                             tmp_path: Path) -> None:
+    from email import message_from_bytes, policy
+
+    inbox, config = smtp
+    ok(run_cli("client", "edit", "acme", "--billing-email", "billing@acme.example",
+               data=billed))
+    ok(run_cli("client", "add", "beta", "--rate-table", "T", "--postpaid", data=billed))
+    ok(run_cli("account", "add", "--client", "beta", "--username", "beta", data=billed))
+    ok(run_cli("cdr", "import", str(cdrs(tmp_path, "beta", [
+        ("b1", "beta", "2026-10-02T10:00:00Z", 60)])), data=billed))
+    run = json.loads(ok(run_cli("billing", "run", "--period", "2026-10", "--mode",
+                                "production", "--email", "--config", str(config), "--json",
+                                data=billed)))
+    assert run["state"] == "completed-with-errors"
+    assert [(x["client"], x["code"]) for x in run["exceptions"]] == [("beta", "no-email")]
+    [(to, raw)] = inbox.messages
+    assert to == ["billing@acme.example"]
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["Subject"] == "Invoice INV-2026-000001 for 2026-10"
+    assert msg["From"] == "Rater Telecom <billing@rater.example>"
+    [pdf] = [part for part in msg.iter_attachments()]
+    assert pdf.get_filename() == "INV-2026-000001.pdf"
+    assert pdf.get_content().startswith(b"%PDF-")
+    assert "amount due 0.06 EUR" in msg.get_body(("plain",)).get_content()
+    # Sent again on request; each sending is kept with the invoice.
+    ok(run_cli("invoice", "send", "INV-2026-000001", "--config", str(config), data=billed))
+    assert len(inbox.messages) == 2
+    shown = json.loads(ok(run_cli("invoice", "show", "INV-2026-000001", "--json",
+                                  data=billed)))
+    assert [(d["address"], d["error"]) for d in shown["deliveries"]] == [
+        ("billing@acme.example", None)] * 2
+
+
+def test_an_unreachable_smtp_server_is_named(billed: Path, tmp_path: Path) -> None:
+    from rater.radius.server import free_ports
+
+    [port] = free_ports("127.0.0.1", [socket.SOCK_STREAM])       # nobody listens there
+    config = write(tmp_path / "down.toml", f"[mail]\nport = {port}\ntimeout = 5\n")
+    ok(run_cli("client", "edit", "acme", "--billing-email", "billing@acme.example",
+               data=billed))
+    ok(run_cli("billing", "run", "--period", "2026-10", "--mode", "production",
+               data=billed))
+    message = failed(run_cli("invoice", "send", "INV-2026-000001", "--config", str(config),
+                             data=billed), "INVOICE", 6)
+    assert f"SMTP 127.0.0.1:{port}" in message
+    failed(run_cli("billing", "run", "--period", "2026-11", "--mode", "pre-production",
+                   "--email", data=billed), "INVALID_ARGUMENT", 64)

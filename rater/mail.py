@@ -1,0 +1,85 @@
+"""E-mailing invoices: each PDF to its client's billing address, through SMTP.
+
+The server is the ``[mail]`` section of the config (see ``rater/serve.toml``).
+One connection carries a batch; a message the server refuses fails alone, and
+a server that cannot be reached fails the batch, each invoice with the reason.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from collections.abc import Sequence
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from .invoices import Invoice, Issuer
+from .settings import MailSettings
+
+
+def sender(settings: MailSettings) -> str:
+    return settings.sender or f"billing@{socket.getfqdn()}"
+
+
+def invoice_message(inv: Invoice, issuer: Issuer, settings: MailSettings) -> EmailMessage:
+    """The message: a short text and the invoice's PDF attached."""
+    to = inv.details.get("email")
+    if not to or not inv.pdf:
+        raise ValueError("no billing e-mail" if not to else "no PDF")
+    kind = "Credit note" if inv.kind == "credit-note" else "Invoice"
+    msg = EmailMessage()
+    msg["From"] = f"{issuer.name} <{sender(settings)}>"
+    msg["To"] = to
+    msg["Subject"] = f"{kind} {inv.name} for {inv.period}"
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain=sender(settings).rpartition("@")[2])
+    msg.set_content(
+        f"Dear {inv.client_name},\n\n"
+        f"please find attached {kind.lower()} {inv.name} for {inv.period}: "
+        f"{inv.money(inv.total)} {inv.currency}; amount due {inv.money(inv.due)} "
+        f"{inv.currency}" + (f" by {inv.due_date}" if inv.due_date else "") + ".\n\n"
+        f"{issuer.name}\n")
+    msg.add_attachment(Path(inv.pdf).read_bytes(), maintype="application", subtype="pdf",
+                       filename=Path(inv.pdf).name)
+    return msg
+
+
+def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]]
+                  ) -> list[tuple[Invoice, str | None]]:
+    """Send each invoice; returns (invoice, None) when the server took it, else the
+    reason it was not sent."""
+    results: list[tuple[Invoice, str | None]] = []
+    messages = []
+    for inv, issuer in batch:
+        try:
+            messages.append((inv, invoice_message(inv, issuer, settings)))
+        except (ValueError, OSError) as exc:
+            results.append((inv, str(exc)))
+    if not messages:
+        return results
+    try:
+        server: smtplib.SMTP
+        if settings.tls == "ssl":
+            server = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
+                                      context=ssl.create_default_context())
+        else:
+            server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        with server:
+            if settings.tls == "starttls":
+                server.starttls(context=ssl.create_default_context())
+            if settings.username:
+                server.login(settings.username, settings.password or "")
+            for inv, msg in messages:
+                try:
+                    server.send_message(msg)
+                    results.append((inv, None))
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError,
+                        smtplib.SMTPSenderRefused) as exc:
+                    results.append((inv, f"refused: {exc}"))
+    except (OSError, smtplib.SMTPException) as exc:
+        done = {inv.id for inv, _ in results}
+        reason = f"SMTP {settings.host}:{settings.port}: {exc}"
+        results += [(inv, reason) for inv, _ in messages if inv.id not in done]
+    return results
