@@ -419,3 +419,140 @@ def _money(nanos: int, currency: str) -> str:
     from .money import from_nano, minor_unit
 
     return str(from_nano(nanos, minor_unit(currency)))
+
+
+# -- recurring runs
+
+@dataclass
+class Schedule:
+    """A recurring bill run: ``monthly`` on a day of the month (the month before is
+    billed, each client from its billing day), or ``daily`` (the day before)."""
+
+    name: str
+    every: str
+    day: int | None
+    at_time: str
+    timezone: str
+    mode: str
+    selection: Selection
+    email: bool = False
+    pdf: bool = True
+    last_period: str | None = None
+    #: When it was added: it first runs at its first time after that.
+    created: int = 0
+
+    def check(self) -> None:
+        from .clients import _NAME
+        from .timeutil import zone
+
+        if not _NAME.fullmatch(self.name):
+            raise InvalidArgument(f"schedule name {self.name!r}: 1 to 80 characters")
+        if self.every not in ("monthly", "daily"):
+            raise InvalidArgument("a schedule runs monthly or daily")
+        if (self.every == "monthly") != (self.day is not None) or (
+                self.day is not None and not 1 <= self.day <= 28):
+            raise InvalidArgument("a monthly schedule runs on a day 1..28; a daily one on "
+                                  "every day")
+        if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", self.at_time):
+            raise InvalidArgument(f"--at {self.at_time!r}: HH:MM")
+        zone(self.timezone)
+        if self.mode not in MODES:
+            raise InvalidArgument(f"--mode {self.mode!r}: pre-production or production")
+        if self.email and (self.mode != "production" or not self.pdf):
+            raise InvalidArgument("--email goes with --mode production and PDFs")
+
+    def due(self, now: int) -> tuple[int, str]:
+        """The latest time it was due at or before ``now``, and the period that run bills."""
+        from datetime import datetime, timedelta
+        from datetime import time as clock
+
+        from .timeutil import zone
+
+        tz = zone(self.timezone)
+        local = datetime.fromtimestamp(now, tz)
+        hour, minute = (int(x) for x in self.at_time.split(":"))
+        if self.every == "daily":
+            day = local.date()
+        else:
+            assert self.day is not None
+            day = local.date().replace(day=self.day)
+            if day > local.date():
+                day = (day.replace(day=1) - timedelta(days=1)).replace(day=self.day)
+        at = datetime.combine(day, clock(hour, minute), tz)
+        if at > local:
+            if self.every == "daily":
+                day -= timedelta(days=1)
+            else:
+                day = (day.replace(day=1) - timedelta(days=1)).replace(day=self.day or 1)
+            at = datetime.combine(day, clock(hour, minute), tz)
+        if self.every == "daily":
+            period = f"{day - timedelta(days=1)}/{day}"
+        else:
+            before = day.replace(day=1) - timedelta(days=1)
+            period = f"{before:%Y-%m}"
+        return int(at.timestamp()), period
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "every": self.every, "day": self.day, "at": self.at_time,
+                "timezone": self.timezone, "mode": self.mode,
+                "clients": self.selection.to_json(), "email": self.email, "pdf": self.pdf,
+                "last_period": self.last_period}
+
+
+_SCHEDULE_COLUMNS = ("name, every, day, at_time, timezone, mode, selection, email, pdf, "
+                     "last_period, created")
+
+
+class Schedules:
+    """The recurring runs of a ledger, and running those that are due."""
+
+    def __init__(self, runs: BillRuns) -> None:
+        self.runs = runs
+        self.ledger = runs.ledger
+
+    def add(self, s: Schedule, now: int | None = None) -> Schedule:
+        s.check()
+        s.created = int(time.time()) if now is None else now
+        with self.ledger.transaction() as db:
+            if db.execute("SELECT 1 FROM schedules WHERE name = ?", (s.name,)).fetchone():
+                raise InvoiceError(f"schedule {s.name} exists")
+            db.execute(f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES "
+                       f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (s.name, s.every, s.day, s.at_time, s.timezone, s.mode,
+                        json.dumps(s.selection.to_json()), int(s.email), int(s.pdf), None,
+                        s.created))
+        return s
+
+    def delete(self, name: str) -> None:
+        with self.ledger.transaction() as db:
+            if db.execute("DELETE FROM schedules WHERE name = ? RETURNING name",
+                          (name,)).fetchone() is None:
+                raise InvoiceError(f"no schedule {name!r}", hint="rater billing schedule list")
+
+    def schedules(self) -> list[Schedule]:
+        return [Schedule(r[0], r[1], r[2], r[3], r[4], r[5], Selection(**json.loads(r[6])),
+                         bool(r[7]), bool(r[8]), r[9], int(r[10])) for r in self.ledger.db.execute(
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY name")]
+
+    def run_due(self, now: int, mail: MailSettings | None = None,
+                progress: Progress | None = None) -> list[tuple[Schedule, BillRun | str]]:
+        """Run each schedule whose latest time has come and whose period it has not run
+        (missed times are not run one by one: the latest period is). Returns what ran:
+        the run, or the error that stopped it."""
+        done: list[tuple[Schedule, BillRun | str]] = []
+        for s in self.schedules():
+            at, period = s.due(now)
+            if at < s.created or period == s.last_period:
+                continue
+            # Taken before the run: a run that fails is reported, not retried every minute
+            # (runs are safe to repeat: `rater billing run` takes up what it missed).
+            with self.ledger.transaction() as db:
+                db.execute("UPDATE schedules SET last_period = ? WHERE name = ?",
+                           (period, s.name))
+            try:
+                run = self.runs.create(s.mode, period, s.selection)
+                done.append((s, self.runs.execute(run, pdf=s.pdf, progress=progress,
+                                                  mail=mail if s.email else None)))
+            except RaterError as exc:
+                done.append((s, exc.message))
+        return done

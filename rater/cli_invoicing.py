@@ -258,6 +258,78 @@ def cmd_billing_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- recurring runs
+
+def cmd_schedule_add(args: argparse.Namespace) -> int:
+    from .billrun import BillRuns, Schedule, Schedules, Selection
+
+    schedule = Schedule(args.name, "daily" if args.daily else "monthly", args.monthly,
+                        args.at, args.timezone, args.mode,
+                        Selection(args.clients or None, args.tag, args.billing_day),
+                        email=args.email, pdf=not args.no_pdf)
+    with _open(args) as store, Ledger(store) as ledger:
+        Schedules(BillRuns(store, ledger)).add(schedule)
+    when = "every day" if args.daily else f"on day {args.monthly} of every month"
+    print(f"schedule {args.name}: a {args.mode} run {when} at {args.at} ({args.timezone})")
+    return 0
+
+
+def cmd_schedule_list(args: argparse.Namespace) -> int:
+    from .billrun import BillRuns, Schedules
+
+    with _open(args) as store, Ledger(store) as ledger:
+        found = Schedules(BillRuns(store, ledger)).schedules()
+    if args.json:
+        _print_json([s.to_json() for s in found])
+    else:
+        _table([(s.name, s.every, s.day or "", s.at_time, s.timezone, s.mode,
+                 s.last_period or "") for s in found],
+               ("name", "every", "day", "at", "zone", "mode", "last period"))
+    return 0
+
+
+def cmd_schedule_delete(args: argparse.Namespace) -> int:
+    from .billrun import BillRuns, Schedules
+
+    with _open(args) as store, Ledger(store) as ledger:
+        Schedules(BillRuns(store, ledger)).delete(args.name)
+    print(f"schedule {args.name} deleted")
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """Run the schedules that are due: once (from cron), or every --every seconds until
+    SIGTERM (between two looks: a run under way is finished first)."""
+    import signal
+    import time
+
+    from .billrun import BillRun, BillRuns, Schedules
+
+    if not args.every > 0:
+        raise InvalidArgument(f"--every {args.every}: a number of seconds above 0")
+    mail = _mail(args)
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _: stopping.append(signum))
+    while True:
+        with _open(args) as store, Ledger(store) as ledger:
+            for schedule, outcome in Schedules(BillRuns(store, ledger)).run_due(
+                    int(time.time()), mail):
+                if isinstance(outcome, BillRun):
+                    print(f"schedule {schedule.name}: bill run {outcome.id} "
+                          f"({outcome.period}) {outcome.state}, "
+                          f"{outcome.results.get('invoices', 0)} invoice(s)", flush=True)
+                else:
+                    print(f"schedule {schedule.name}: {outcome}", file=sys.stderr, flush=True)
+        if args.once:
+            return 0
+        deadline = time.monotonic() + args.every
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(min(1.0, args.every))
+        if stopping:
+            return 0
+
+
 # -- the parser
 
 def add_commands(sub: Any, command: Any, billing: Any) -> None:
@@ -346,3 +418,35 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp = command(billing, "runs", cmd_billing_runs, "bill runs, or one with its invoices")
     sp.add_argument("id", type=int, nargs="?")
     sp.add_argument("--json", action="store_true")
+
+    schedule = billing.add_parser("schedule", help="recurring bill runs").add_subparsers(
+        dest="schedule_command", required=True, metavar="COMMAND")
+    sp = command(schedule, "add", cmd_schedule_add,
+                 "a recurring run: monthly on a day (the month before), or daily (the day "
+                 "before)")
+    sp.add_argument("name")
+    every = sp.add_mutually_exclusive_group(required=True)
+    every.add_argument("--monthly", type=int, metavar="DAY",
+                       help="on this day of the month (1..28)")
+    every.add_argument("--daily", action="store_true", help="every day (prepaid statements)")
+    sp.add_argument("--at", default="02:00", metavar="HH:MM", help="time of day (default "
+                                                                    "02:00)")
+    sp.add_argument("--timezone", default="UTC", help="zone of --at (default UTC)")
+    sp.add_argument("--mode", required=True, choices=("pre-production", "production"))
+    sp.add_argument("--clients", nargs="+", metavar="CLIENT")
+    sp.add_argument("--tag")
+    sp.add_argument("--billing-day", type=int, metavar="DAY")
+    sp.add_argument("--email", action="store_true")
+    sp.add_argument("--no-pdf", action="store_true")
+    sp = command(schedule, "list", cmd_schedule_list, "the recurring runs")
+    sp.add_argument("--json", action="store_true")
+    sp = command(schedule, "delete", cmd_schedule_delete, "stop a recurring run")
+    sp.add_argument("name")
+
+    sp = command(billing, "scheduler", cmd_scheduler,
+                 "run the recurring runs when they are due (or once, from cron)")
+    sp.add_argument("--once", action="store_true", help="run what is due and stop")
+    sp.add_argument("--every", type=float, default=60.0, metavar="SECONDS",
+                    help="how often to look (default 60)")
+    sp.add_argument("--config", metavar="FILE", help="the config whose [mail] section names "
+                                                     "the SMTP server (default: built in)")

@@ -167,6 +167,19 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS claimed (
         entry BIGINT PRIMARY KEY,
         invoice BIGINT NOT NULL)""",
+    # Recurring bill runs (rater.billrun.Schedule).
+    """CREATE TABLE IF NOT EXISTS schedules (
+        name TEXT PRIMARY KEY,
+        every TEXT NOT NULL,
+        day INTEGER,
+        at_time TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        selection TEXT NOT NULL,
+        email INTEGER NOT NULL,
+        pdf INTEGER NOT NULL,
+        last_period TEXT,
+        created BIGINT NOT NULL)""",
     # Each time an invoice was sent (e-mail), and what came of it.
     """CREATE TABLE IF NOT EXISTS deliveries (
         invoice BIGINT NOT NULL,

@@ -18,7 +18,7 @@ from conftest import ensure_pango, failed, ok, run_cli, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rater.billrun import BillRun, BillRuns, Selection, period_text
+from rater.billrun import BillRun, BillRuns, Schedule, Schedules, Selection, period_text
 from rater.clients import Client, Registry
 from rater.decks import Decks
 from rater.errors import InvalidArgument, InvoiceError
@@ -667,3 +667,77 @@ def test_an_unreachable_smtp_server_is_named(billed: Path, tmp_path: Path) -> No
     assert f"SMTP 127.0.0.1:{port}" in message
     failed(run_cli("billing", "run", "--period", "2026-11", "--mode", "pre-production",
                    "--email", data=billed), "INVALID_ARGUMENT", 64)
+
+
+# -- recurring runs
+
+
+def test_when_a_schedule_is_due_and_what_it_bills() -> None:
+    monthly = Schedule("m", "monthly", 1, "02:00", "Europe/Berlin", "production", Selection())
+    nov1 = 1_793_491_200                         # 2026-11-01T01:00:00+01:00: before 02:00
+    assert monthly.due(nov1) == (1_790_812_800, "2026-09")      # 1 Oct 02:00 CEST
+    assert monthly.due(nov1 + 3600) == (nov1 + 3600, "2026-10")
+    mid = Schedule("m", "monthly", 15, "00:00", "UTC", "production", Selection())
+    assert mid.due(1_794_700_800)[1] == "2026-10"                # 15 November 2026
+    daily = Schedule("d", "daily", None, "00:30", "UTC", "production", Selection())
+    assert daily.due(1_793_493_000 + 60) == (1_793_493_000, "2026-10-31/2026-11-01")
+    for bad in (dict(every="weekly", day=None), dict(every="monthly", day=29),
+                dict(every="daily", day=3), dict(at_time="24:00"), dict(email=True, pdf=False)):
+        with pytest.raises(InvalidArgument):
+            Schedule(**{"name": "x", "every": "monthly", "day": 1, "at_time": "02:00",
+                        "timezone": "UTC", "mode": "production",
+                        "selection": Selection(), **bad}).check()  # type: ignore[arg-type]
+
+
+def test_the_scheduler_runs_each_due_period_once(store: Store, tmp_path: Path) -> None:
+    setup(store, tmp_path, "acme", "beta")
+    Registry(store).edit_client("beta", mode="prepaid")
+    import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60),
+                                              ("b1", "beta", "2026-10-31T10:00:00Z", 60)]))
+    with Ledger(store) as ledger:
+        schedules = Schedules(BillRuns(store, ledger))
+        schedules.add(Schedule("month-end", "monthly", 1, "02:00", "UTC", "production",
+                               Selection(["acme"]), pdf=False), now=1_790_000_000)
+        schedules.add(Schedule("prepaid", "daily", None, "01:00", "UTC", "production",
+                               Selection(["beta"]), pdf=False), now=1_790_000_000)
+        nov1 = 1_793_498_400                                      # 2026-11-01T02:00Z
+        ran = schedules.run_due(nov1)
+        assert sorted((s.name, r.period, r.state) for s, r in ran  # type: ignore[union-attr]
+                      ) == [("month-end", "2026-10", "completed"),
+                            ("prepaid", "2026-10-31/2026-11-01", "completed")]
+        assert schedules.run_due(nov1 + 60) == []                 # nothing twice
+        assert [s.last_period for s in schedules.schedules()] == [
+            "2026-10", "2026-10-31/2026-11-01"]
+    assert [(i.client_name, i.period, i.number) for i in invoices(store)] == [
+        ("acme", "2026-10", "INV-2026-000001"),
+        ("beta", "2026-10-31/2026-10-31", "INV-2026-000002")]
+
+
+def test_the_scheduler_from_cron_and_until_sigterm(billed: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    ok(run_cli("billing", "schedule", "add", "monthly", "--monthly", "1", "--mode",
+               "production", data=billed))
+    failed(run_cli("billing", "schedule", "add", "monthly", "--daily", "--mode", "production",
+                   data=billed), "INVOICE", 6)
+    [shown] = json.loads(ok(run_cli("billing", "schedule", "list", "--json", data=billed)))
+    assert (shown["every"], shown["day"], shown["at"], shown["last_period"]) == (
+        "monthly", 1, "02:00", None)
+    # Added now: its first time is to come, so a look from cron runs nothing.
+    assert ok(run_cli("billing", "scheduler", "--once", data=billed)) == ""
+    proc = subprocess.Popen([sys.executable, "-m", "rater", "--data", str(billed), "billing",
+                             "scheduler", "--every", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
+    ok(run_cli("billing", "schedule", "delete", "monthly", data=billed))
+    failed(run_cli("billing", "schedule", "delete", "monthly", data=billed), "INVOICE", 6)
