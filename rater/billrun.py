@@ -230,12 +230,11 @@ class BillRuns:
             self._state(run, "rating")
             self.ledger.tail(progress)
             self._state(run, "invoicing")
-            made = self._invoice(run, now)
+            made, invoices = self._invoice(run, now)
             self._state(run, "posting")
             if run.mode == "production":
                 self.invoicing.post_pending()
             self._state(run, "formatting")
-            invoices = self.invoicing.invoices(run=run.id, lines=True)
             self._format(run, invoices, pdf=pdf, processes=processes)
             if mail is not None:
                 self._email(run, invoices, mail)
@@ -264,7 +263,9 @@ class BillRuns:
                            [(run.id, x.client, x.client_name, x.code, x.message)
                             for x in run.exceptions])
 
-    def _invoice(self, run: BillRun, now: int) -> dict[str, int]:
+    def _invoice(self, run: BillRun, now: int) -> tuple[dict[str, int], list[Invoice]]:
+        """Make (and in production issue) the invoices; the counts, and the invoices with
+        their lines in the order they were made."""
         inv = self.invoicing
         chosen: dict[int, tuple[Client, Period, Basis, Any]] = {}
         clients = run.selection.pick(self.registry)
@@ -297,10 +298,11 @@ class BillRuns:
                 c = chosen.get(d.client)
                 if c and d.start_at == c[1].start_at and d.end_at == c[1].end_at \
                         and d.previous_invoice == c[2].invoice:
-                    keep[d.client] = d
+                    keep[d.client] = inv.invoice(str(d.id))            # with its lines
         scanned = inv.scan({cid: (p, b) for cid, (_, p, b, _) in chosen.items()
                             if cid not in keep}, through)
         empty = 0
+        made: list[Invoice] = []
         with self.ledger.transaction() as db:
             for cid, (client, period, basis, issuer) in chosen.items():
                 db.execute("SAVEPOINT client")
@@ -315,8 +317,11 @@ class BillRuns:
                                    (run.id, issuer.name, draft.id))
                     if draft is None:
                         empty += 1
-                    elif run.mode == "production":
+                        continue
+                    if run.mode == "production":
                         inv.issue(db, draft, client, issuer, now)
+                    draft.run = run.id
+                    made.append(draft)
                 except Exception as exc:
                     db.execute("ROLLBACK TO SAVEPOINT client")
                     message = exc.message if isinstance(exc, RaterError) else \
@@ -324,7 +329,8 @@ class BillRuns:
                     self._exception(run, client, "error", message)
                 finally:
                     db.execute("RELEASE SAVEPOINT client")
-        return {"clients": len(clients), "empty": empty}
+        made.sort(key=lambda i: i.id)
+        return {"clients": len(clients), "empty": empty}, made
 
     def _format(self, run: BillRun, invoices: list[Invoice], *, pdf: bool,
                 processes: int | None) -> None:

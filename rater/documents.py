@@ -35,8 +35,9 @@ def _template(name: str) -> Template:
 
 
 def minutes(seconds: int) -> str:
-    """Seconds as minutes with 2 decimals (exact to the second, never a float)."""
-    return f"{Decimal(seconds) / 60:.2f}"
+    """Seconds as minutes with 2 decimals, rounded half-up (integers, never a float)."""
+    hundredths = (seconds * 100 + 30) // 60
+    return f"{hundredths // 100}.{hundredths % 100:02d}"
 
 
 def invoice_html(inv: Invoice, issuer: Issuer) -> str:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from .clients import Client, tax_percent
 from .errors import Conflict, InvalidArgument, InvoiceError
 from .journal import CALL_TYPES
-from .money import from_nano, minor_unit, round_div
+from .money import UNITS, format_nanos, minor_unit, round_div
 from .timeutil import zone
 
 if TYPE_CHECKING:
@@ -320,15 +320,16 @@ def dates_period(client: Client, start: date, end: date) -> Period:
 
 def half_up(nanos: int, decimals: int) -> int:
     """``nanos`` rounded to ``decimals`` places, ties away from zero (still in nanos)."""
-    unit = int(10 ** (9 - decimals))    # int: ** of two ints may be a float
-    units = round_div(abs(nanos), unit, "half-up")
+    unit = UNITS[decimals]
+    # Adding half a unit and flooring sends a tie up (units are even: powers of ten).
+    units = (abs(nanos) + unit // 2) // unit
     return (units if nanos >= 0 else -units) * unit
 
 
 def tax_amount(base: int, percent: Decimal, decimals: int) -> int:
     """``percent`` of ``base`` (nanos), rounded half-up to ``decimals`` places, once."""
     scaled = int(percent.scaleb(4))            # at most 4 decimal places
-    unit = int(10 ** (9 - decimals))    # int: ** of two ints may be a float
+    unit = UNITS[decimals]
     units = round_div(abs(base) * scaled, 100 * 10**4 * unit, "half-up")
     return (units if base >= 0 else -units) * unit
 
@@ -406,7 +407,7 @@ class Invoice:
         return self.number or f"draft #{self.id}"
 
     def money(self, nanos: int) -> str:
-        return str(from_nano(nanos, self.decimals))
+        return format_nanos(nanos, self.decimals)
 
     @property
     def details(self) -> dict[str, Any]:
@@ -680,8 +681,12 @@ class Invoicing:
               f"CASE WHEN m.type IN ({calls}) THEN 0 ELSE m.entry END")
         for cid, type_, dest, late, n, seconds, amount, note, when in db.execute(
                 sql, (low, through)):
-            found[int(cid)].add(type_, dest, bool(late), int(n), int(seconds), int(amount),
-                                note, int(when))
+            got = found[int(cid)]
+            if type_ in CALL_TYPES:
+                # One row per client, destination and lateness: millions in a big run.
+                got.calls[(dest or "", late == 1)] = [int(n), int(seconds), int(amount)]
+            else:
+                got.add(type_, dest, bool(late), 0, 0, int(amount), note, int(when))
         return found
 
     def replace_draft(self, db: Any, client: Client, period: Period, basis: Basis,

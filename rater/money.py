@@ -42,6 +42,25 @@ def from_nano(nanos: int, decimals: int | None = None) -> Decimal:
     return shown if shown == value else value.normalize()
 
 
+#: Nanos in a unit of each number of decimal places (UNITS[2]: a cent's).
+UNITS: tuple[int, ...] = tuple(int(10 ** (MAX_DECIMALS - d)) for d in range(MAX_DECIMALS + 1))
+
+
+def format_nanos(nanos: int, decimals: int) -> str:
+    """Nanos as a decimal string of at least ``decimals`` places, more only where the
+    amount has them (what ``str(from_nano(nanos, decimals))`` gives, in integers)."""
+    whole, part = divmod(abs(nanos), NANO)
+    unit = UNITS[decimals]
+    if part % unit == 0:                # the common case: a whole number of the places
+        sign = "-" if nanos < 0 else ""
+        return f"{sign}{whole}.{part // unit:0{decimals}d}" if decimals else f"{sign}{whole}"
+    digits = f"{part:09d}".rstrip("0")
+    if len(digits) < decimals:
+        digits += "0" * (decimals - len(digits))
+    sign = "-" if nanos < 0 else ""
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
 def round_div(num: int, den: int, method: str) -> int:
     """``num / den`` rounded to an integer by ``method`` (``num >= 0``, ``den > 0``)."""
     if num < 0 or den <= 0:
