@@ -35,6 +35,7 @@ from rater.invoices import (
 )
 from rater.journal import Journal
 from rater.ledger import URL_VARIABLE, Ledger
+from rater.money import format_nanos
 from rater.store import Store
 
 DECK = ("prefix,destination,rate,connect_fee,increment,effective_from\n"
@@ -741,3 +742,26 @@ def test_the_scheduler_from_cron_and_until_sigterm(billed: Path) -> None:
         proc.communicate()
     ok(run_cli("billing", "schedule", "delete", "monthly", data=billed))
     failed(run_cli("billing", "schedule", "delete", "monthly", data=billed), "INVOICE", 6)
+
+
+@given(st.integers(-(2**62), 2**62), st.sampled_from([0, 2, 3, 4, 9]))
+def test_amounts_are_written_exactly(nanos: int, decimals: int) -> None:
+    shown = format_nanos(nanos, decimals)
+    assert Decimal(shown) == Decimal(nanos).scaleb(-9)
+    places = shown.partition(".")[2]
+    assert len(places) >= decimals and (len(places) == decimals or places[-1] != "0")
+    unit = 10 ** (9 - decimals)
+    assert half_up(nanos, decimals) % unit == 0
+    assert abs(half_up(nanos, decimals) - nanos) * 2 <= unit
+
+
+def test_the_mail_settings_are_checked(tmp_path: Path) -> None:
+    from rater.errors import ConfigError
+    from rater.settings import load
+
+    assert load(None, {"mail.tls": "starttls", "mail.port": "587"}).mail.tls == "starttls"
+    for bad in ({"mail.tls": "tls"}, {"mail.port": "0"}, {"mail.from": "nobody"},
+                {"mail.username": "u"},
+                {"mail.password_file": str(tmp_path / "missing")}):
+        with pytest.raises(ConfigError):
+            load(None, bad)
