@@ -46,6 +46,7 @@ REASONS = {
     "no-issuer": "the client names no issuer and there is no default one",
     "already-invoiced": "an issued invoice covers the period",
     "period-overlaps": "the client's last invoice ends inside the period",
+    "period-not-ended": "production: the client's period has not ended yet",
     "render-failed": "its PDF could not be rendered",
     "sepa-not-ready": "its issuer has no SEPA creditor id, IBAN or BIC for the direct debit",
     "no-email": "it has no billing e-mail address (or its invoice no PDF) to send to",
@@ -53,6 +54,9 @@ REASONS = {
     "error": "something else went wrong for this client (the message says what)",
 }
 RUNS_DIR = "bill-runs"
+#: Where documents are written in the data directory (backed up with it): each run's
+#: output, and the PDFs of re-issued invoices that had none.
+DOCUMENT_DIRS = (RUNS_DIR, "invoices")
 
 
 @dataclass
@@ -176,6 +180,8 @@ class BillRuns:
         return self.get(rid)
 
     def get(self, rid: int) -> BillRun:
+        if not 0 < rid < 2**63:
+            raise InvoiceError(f"no bill run {rid}", hint="rater billing runs")
         row = self.ledger.db.execute(
             "SELECT id, mode, period, selection, state, created, finished, output_dir, "
             "results, error FROM bill_runs WHERE id = ?", (rid,)).fetchone()
@@ -288,6 +294,11 @@ class BillRuns:
                 self._exception(run, client, "period-overlaps",
                                 f"invoice #{basis.invoice} ends after {period.start}")
                 continue
+            if run.mode == "production" and period.end_at > now:
+                self._exception(run, client, "period-not-ended",
+                                f"{period.label} ends {period.end} ({client.timezone}); "
+                                f"pre-production may rehearse it")
+                continue
             chosen[client.id] = (client, period, basis, issuer)
         through = self.ledger.position
         # Production issues a draft as it was verified, unless the client's last invoice
@@ -297,7 +308,7 @@ class BillRuns:
             for d in inv.invoices(state="draft"):
                 c = chosen.get(d.client)
                 if c and d.start_at == c[1].start_at and d.end_at == c[1].end_at \
-                        and d.previous_invoice == c[2].invoice:
+                        and inv.still_follows(d, c[2]) and not inv.claimed_since(d):
                     keep[d.client] = inv.invoice(str(d.id))            # with its lines
         scanned = inv.scan({cid: (p, b) for cid, (_, p, b, _) in chosen.items()
                             if cid not in keep}, through)
@@ -366,7 +377,7 @@ class BillRuns:
 
         by_issuer: dict[str, list[Invoice]] = {}
         for inv in invoices:
-            if sepa.collectable(inv):
+            if sepa.collected(inv) > 0:
                 by_issuer.setdefault(inv.issuer, []).append(inv)
         for k, (name, batch) in enumerate(sorted(by_issuer.items()), 1):
             try:
@@ -407,7 +418,8 @@ def render_pdfs(invoicing: Invoicing, invoices: list[Invoice], target: Path,
     issuers = {i.name: i for i in invoicing.issuers()}
     by_id = {i.id: i for i in invoices}
     jobs = [(i.id, documents.invoice_html(i, issuers[i.issuer]),
-             str(target / f"{documents.safe_name(i.name)}.pdf")) for i in invoices]
+             str(target / f"{documents.safe_name(i.number or f'draft-{i.id}')}.pdf"))
+            for i in invoices]
     failed: list[tuple[Invoice, str]] = []
     rendered: list[tuple[str, int]] = []
     for iid, path, error in documents.render_many(jobs, processes):
@@ -559,6 +571,7 @@ class Schedules:
                 run = self.runs.create(s.mode, period, s.selection)
                 done.append((s, self.runs.execute(run, pdf=s.pdf, progress=progress,
                                                   mail=mail if s.email else None)))
-            except RaterError as exc:
-                done.append((s, exc.message))
+            except Exception as exc:         # reported; the scheduler goes on
+                done.append((s, exc.message if isinstance(exc, RaterError) else
+                             f"{type(exc).__name__}: {exc}"))
         return done

@@ -582,6 +582,9 @@ def _changed(before: Any, after: Any) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .billrun import DOCUMENT_DIRS
     from .ledger import FILE, Ledger, has_ledger
 
     with _open(args) as store:
@@ -596,6 +599,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
                         f"; the ledger is in PostgreSQL ({ledger.where}): back it up with "
                         f"pg_dump")
         dest = store.backup(Path(args.dir), beside=(FILE,))
+        # The documents bill runs and re-issues wrote (PDFs, exports, direct debits).
+        for name in DOCUMENT_DIRS:
+            if (store.data_dir / name).is_dir():
+                shutil.copytree(store.data_dir / name, Path(args.dir) / name)
+                also += f", {name}/"
     print(f"Backed up {store.data_dir} into {Path(args.dir)} (LMDB copy in {dest}{also}); "
           f"use it with --data {args.dir}")
     return 0

@@ -161,7 +161,7 @@ def cmd_invoice_void(args: argparse.Namespace) -> int:
 def cmd_invoice_reissue(args: argparse.Namespace) -> int:
     import time
 
-    from .billrun import render_pdfs
+    from .billrun import DOCUMENT_DIRS, render_pdfs
     from .clients import Registry
     from .errors import InvoiceError
 
@@ -191,7 +191,7 @@ def cmd_invoice_reissue(args: argparse.Namespace) -> int:
         if not args.no_pdf:
             for old, new in made:
                 where = Path(old.pdf).parent if old.pdf else (
-                    store.data_dir / "invoices" / new.period)
+                    store.data_dir / DOCUMENT_DIRS[1] / new.period.replace("/", "_"))
                 failed += render_pdfs(inv, [new], where, args.processes)
         shown = [{"old": old.number, **new.to_json()} for old, new in made]
     if args.json:

@@ -134,7 +134,8 @@ SCHEMA = (
         due_date TEXT,
         paid_at BIGINT,
         voided_at BIGINT,
-        posted INTEGER NOT NULL,
+        posted_move BIGINT NOT NULL,
+        posts INTEGER NOT NULL,
         pdf TEXT,
         client_details TEXT NOT NULL,
         revision INTEGER NOT NULL,
@@ -166,7 +167,8 @@ SCHEMA = (
         taken_by BIGINT)""",
     """CREATE TABLE IF NOT EXISTS claimed (
         entry BIGINT PRIMARY KEY,
-        invoice BIGINT NOT NULL)""",
+        invoice BIGINT NOT NULL,
+        at BIGINT NOT NULL)""",
     # Recurring bill runs (rater.billrun.Schedule).
     """CREATE TABLE IF NOT EXISTS schedules (
         name TEXT PRIMARY KEY,
@@ -200,9 +202,10 @@ def check_pattern(pattern: str) -> None:
     if not (0 < len(pattern) <= 40):
         raise InvalidArgument("number pattern: 1 to 40 characters")
     rest = _TOKEN.sub("", pattern)
-    if "{" in rest or "}" in rest or not re.fullmatch(r"[A-Za-z0-9/_.#-]*", rest):
-        raise InvalidArgument(f"number pattern {pattern!r}: letters, digits, - _ . / # and "
-                              f"the tokens {{yyyy}} {{yy}} {{mm}} {{seq}} {{seq:06}}")
+    # What a SEPA end-to-end id may hold, so a number goes to the bank as it is.
+    if "{" in rest or "}" in rest or not re.fullmatch(r"[A-Za-z0-9/.-]*", rest):
+        raise InvalidArgument(f"number pattern {pattern!r}: letters, digits, - . / and the "
+                              f"tokens {{yyyy}} {{yy}} {{mm}} {{seq}} {{seq:06}}")
     if sum(1 for m in _TOKEN.finditer(pattern) if m.group(1).startswith("seq")) != 1:
         raise InvalidArgument(f"number pattern {pattern!r}: exactly one {{seq}} token")
 
@@ -384,7 +387,9 @@ class Invoice:
     due_date: str | None
     paid_at: int | None
     voided_at: int | None
-    posted: int
+    #: What its journal entries have moved the fixed balance by so far, and how many.
+    posted_move: int
+    posts: int
     pdf: str | None
     client_details: str
     #: How often it was re-issued under its own number.
@@ -439,8 +444,8 @@ _INVOICE_COLUMNS = ("id, client, client_name, run, kind, state, issuer, number, 
                     "start_date, end_date, start_at, end_at, through, open_from, "
                     "previous_invoice, currency, decimals, subtotal, tax, total, previous, "
                     "payments, due, fixed_move, template, created, issued_at, issue_date, "
-                    "due_date, paid_at, voided_at, posted, pdf, client_details, revision, "
-                    "replaces, replaced_by")
+                    "due_date, paid_at, voided_at, posted_move, posts, pdf, client_details, "
+                    "revision, replaces, replaced_by")
 _LINE_COLUMNS = "kind, description, amount, destination, calls, seconds, exact"
 
 
@@ -522,7 +527,9 @@ def _fill(inv: Invoice, lines: list[Line], adjusted: int, payments: int) -> None
     inv.subtotal = inv.total - inv.tax
     inv.payments = half_up(payments, inv.decimals)
     inv.due = inv.previous + inv.total - inv.payments
-    inv.fixed_move = -inv.total - adjusted
+    # Minus what it adds to what the client owes: its total, less the adjustments the
+    # fixed balance holds already, and with the payments as the statement shows them.
+    inv.fixed_move = -inv.total - adjusted + (inv.payments - payments)
 
 
 class Invoicing:
@@ -629,7 +636,7 @@ class Invoicing:
     def invoice(self, which: str) -> Invoice:
         """An invoice by its number, or by its id (a draft has no number)."""
         found = self._invoices("WHERE number = ?", (which,), lines=True)
-        if not found and which.isdigit():
+        if not found and which.isdigit() and int(which) < 2**63:
             found = self._invoices("WHERE id = ?", (int(which),), lines=True)
         if not found:
             raise InvoiceError(f"no invoice {which!r}", hint="rater invoice list")
@@ -642,8 +649,8 @@ class Invoicing:
         """The client's last issued invoice (not void), which the next one follows."""
         row = self.db.execute(
             "SELECT id, through, end_at, open_from, due, total FROM invoices WHERE client = ? "
-            "AND kind = 'invoice' AND state IN ('issued', 'paid') ORDER BY end_at DESC, "
-            "id DESC LIMIT 1", (client_id,)).fetchone()
+            "AND kind = 'invoice' AND state IN ('issued', 'paid') AND replaced_by IS NULL "
+            "ORDER BY end_at DESC, id DESC LIMIT 1", (client_id,)).fetchone()
         return Basis() if row is None else Basis(*(int(v) for v in row))
 
     # -- making drafts
@@ -702,21 +709,25 @@ class Invoicing:
         lines, adjusted = build_lines(client, period, scanned)
         if not lines and not scanned.payments:
             return None
-        previous = basis.due + self.carried(client.id)
+        previous = basis.due + self.carried(client.id, basis)
         inv = Invoice(0, client.id, client.name, run, "invoice", "draft", issuer, None,
                       period.label, period.start.isoformat(), period.end.isoformat(),
                       period.start_at, period.end_at, through, None, basis.invoice,
                       client.currency, minor_unit(client.currency), 0, 0, 0, previous, 0, 0,
-                      0, client.invoice_template, now, None, None, None, None, None, 0, None,
-                      _client_details(client))
+                      0, client.invoice_template, now, None, None, None, None, None, 0, 0,
+                      None, _client_details(client))
         _fill(inv, lines, adjusted, scanned.payments)
         self._insert(db, inv)
         return inv
 
-    def carried(self, client_id: int) -> int:
-        """What re-issues carried to the client's next invoice, not yet on one."""
-        row = self.db.execute("SELECT SUM(amount) FROM carried WHERE client = ? AND "
-                              "taken_by IS NULL", (client_id,)).fetchone()
+    def carried(self, client_id: int, basis: Basis) -> int:
+        """What re-issues carried to the client's next invoice, not yet on one: changes
+        to invoices before ``basis`` (the invoice the next one follows), whose amount due
+        does not hold them (a change to the basis itself is in its amount due)."""
+        row = self.db.execute(
+            "SELECT SUM(c.amount) FROM carried c JOIN invoices s ON s.id = c.source WHERE "
+            "c.client = ? AND c.taken_by IS NULL AND s.end_at < ?",
+            (client_id, basis.end_at)).fetchone()
         return int(row[0] or 0)
 
     def _insert(self, db: Any, inv: Invoice) -> None:
@@ -760,8 +771,7 @@ class Invoicing:
     def issue(self, db: Any, inv: Invoice, client: Client, issuer: Issuer, now: int) -> str:
         """Number a draft and mark it issued, in ``db``'s open transaction."""
         basis = self.basis(client.id)
-        if basis.invoice != inv.previous_invoice or basis.end_at > inv.start_at or \
-                basis.due + self.carried(client.id) != inv.previous:
+        if not self.still_follows(inv, basis):
             raise InvoiceError(f"draft #{inv.id} follows an invoice that is no longer the "
                                f"client's last, or a re-issue changed its previous balance; "
                                f"run pre-production again")
@@ -776,10 +786,24 @@ class Invoicing:
                    "issued_at = ?, issue_date = ?, due_date = ?, open_from = ? WHERE id = ?",
                    (inv.issuer, inv.number, now, inv.issue_date, inv.due_date,
                     inv.open_from, inv.id))
-        db.execute("UPDATE carried SET taken_by = ? WHERE client = ? AND taken_by IS NULL",
-                   (inv.id, client.id))
+        db.execute("UPDATE carried SET taken_by = ? WHERE client = ? AND taken_by IS NULL "
+                   "AND source IN (SELECT id FROM invoices WHERE end_at < ?)",
+                   (inv.id, client.id, basis.end_at))
         assert inv.number is not None
         return inv.number
+
+    def still_follows(self, draft: Invoice, basis: Basis) -> bool:
+        """Whether a draft still follows the client's last invoice, with the previous
+        balance the client has now."""
+        return (basis.invoice == draft.previous_invoice and basis.end_at <= draft.start_at
+                and basis.due + self.carried(draft.client, basis) == draft.previous)
+
+    def claimed_since(self, draft: Invoice) -> bool:
+        """Whether a re-issue took, since the draft was made, a correction it may hold."""
+        return self.db.execute(
+            "SELECT 1 FROM claimed c JOIN movements m ON m.entry = c.entry WHERE "
+            "m.client = ? AND c.at >= ? AND m.entry <= ? LIMIT 1",
+            (draft.client, draft.created, draft.through)).fetchone() is not None
 
     # -- re-issuing
 
@@ -839,13 +863,17 @@ class Invoicing:
         What the fixed balance must move is posted to the journal. When the invoice is
         not the client's last, the change in its amount due is carried to the client's
         next invoice. Returns the invoices made or changed."""
+        self.post_pending()                  # settled before it changes
+        self.ledger.tail()                   # the corrections rerating just wrote
+        inv = self.invoice(str(inv.id))      # as it stands, with its lines
         if inv.kind != "invoice" or inv.state not in ("issued", "paid") or inv.replaced_by:
             raise InvoiceError(f"invoice {inv.name} is {inv.state}"
                                + (" and replaced" if inv.replaced_by else "")
                                + "; only an issued invoice is re-issued")
-        self.ledger.tail()                   # the corrections rerating just wrote
+        if how not in ("keep-numbers", "renumber", "credit-note"):
+            raise InvalidArgument(f"re-issue {how!r}: keep-numbers, renumber or credit-note")
         lines, adjusted, payments, fresh = self.recalculated(inv, client)
-        old_move, old_due = inv.fixed_move, inv.due
+        old_due = inv.due
         is_last = self.basis(inv.client).invoice == inv.id
         made: list[Invoice] = []
         with self.ledger.transaction() as db:
@@ -858,82 +886,76 @@ class Invoicing:
                            (new.subtotal, new.tax, new.total, new.payments, new.due,
                             new.fixed_move, new.revision, new.id))
                 self._write_lines(db, new)
-            elif how in ("renumber", "credit-note"):
-                new = Invoice(**{**inv.__dict__, "lines": []})
-                new.revision, new.replaces, new.replaced_by, new.posted = 0, inv.id, None, 0
-                new.pdf, new.created, new.run = None, now, None
+            else:
+                new = self._successor(inv, now)
                 _fill(new, lines, adjusted, payments)
                 if how == "credit-note":
-                    credit = Invoice(**{**inv.__dict__, "lines": [
-                        Line(ln.kind, f"Credit: {ln.description}", -ln.amount, ln.destination,
-                             ln.calls, ln.seconds, None if ln.exact is None else -ln.exact)
-                        for ln in inv.lines]})
-                    credit.kind, credit.state, credit.replaces, credit.replaced_by = (
-                        "credit-note", "issued", inv.id, None)
+                    credit = self._successor(inv, now)
+                    credit.kind = "credit-note"
+                    credit.state = "issued"
+                    credit.lines = [Line(ln.kind, f"Credit: {ln.description}", -ln.amount,
+                                         ln.destination, ln.calls, ln.seconds,
+                                         None if ln.exact is None else -ln.exact)
+                                    for ln in inv.lines]
                     credit.subtotal, credit.tax, credit.total = (
                         -inv.subtotal, -inv.tax, -inv.total)
                     credit.previous, credit.payments, credit.due = 0, 0, -inv.total
-                    credit.fixed_move, credit.posted, credit.pdf = -inv.fixed_move, 0, None
-                    credit.created, credit.run, credit.revision = now, None, 0
+                    credit.fixed_move = -inv.fixed_move
                     self._number(db, credit, client, issuer, now)
                     self._insert(db, credit)
                     made.append(credit)
                 self._number(db, new, client, issuer, now)
                 self._insert(db, new)
+                db.execute("UPDATE invoices SET replaced_by = ? WHERE id = ?", (new.id, inv.id))
                 if how == "renumber":
-                    db.execute("UPDATE invoices SET state = 'void', voided_at = ?, "
-                               "replaced_by = ? WHERE id = ?", (now, new.id, inv.id))
-                else:
-                    db.execute("UPDATE invoices SET replaced_by = ? WHERE id = ?",
-                               (new.id, inv.id))
-                db.execute("UPDATE claimed SET invoice = ? WHERE invoice = ?",
+                    db.execute("UPDATE invoices SET state = 'void', voided_at = ? WHERE id = ?",
+                               (now, inv.id))
+                # What the old one took, the new one holds.
+                db.execute("UPDATE claimed SET invoice = ? WHERE invoice = ?", (new.id, inv.id))
+                db.execute("UPDATE carried SET taken_by = ? WHERE taken_by = ?",
                            (new.id, inv.id))
-            else:
-                raise InvalidArgument(f"re-issue {how!r}: keep-numbers, renumber or "
-                                      f"credit-note")
-            db.executemany("INSERT INTO claimed (entry, invoice) VALUES (?, ?)",
-                           [(e, new.id) for e in fresh])
+            db.executemany("INSERT INTO claimed (entry, invoice, at) VALUES (?, ?, ?)",
+                           [(e, new.id, now) for e in fresh])
             if not is_last and new.due != old_due:
                 db.execute("INSERT INTO carried (client, amount, source) VALUES (?, ?, ?)",
                            (inv.client, new.due - old_due, new.id))
         made.append(new)
-        if how == "keep-numbers":
-            if new.fixed_move != old_move:
-                from .journal import Entry, post_many
-
-                post_many(self.ledger.store, [Entry(
-                    0, "invoice", inv.client, new.fixed_move - old_move, now, now,
-                    f"invoice:{inv.id}:revision:{new.revision}", None,
-                    f"{inv.number} re-issued")])
-        else:
-            self.post_pending()
+        self.post_pending()
         return made
 
+    @staticmethod
+    def _successor(inv: Invoice, now: int) -> Invoice:
+        """A new issued invoice of the same client and period, replacing ``inv``."""
+        new = Invoice(**{**inv.__dict__, "lines": []})
+        new.state, new.revision, new.replaces, new.replaced_by = "issued", 0, inv.id, None
+        new.posted_move, new.posts, new.pdf, new.created, new.run = 0, 0, None, now, None
+        new.paid_at = None
+        return new
+
     def post_pending(self) -> int:
-        """Write to the journal the fixed-balance move of every issued or voided invoice
-        not yet there (each under its own key: a second time moves nothing)."""
+        """Bring the fixed balance in line with every invoice: each moves it by its
+        ``fixed_move`` while issued or paid, by nothing once void or a draft. The
+        difference from what was posted so far goes to the journal under the invoice's
+        next key (``invoice:ID:N``: a second attempt after a crash moves nothing)."""
         from .journal import Entry, post_many
 
         rows = self.db.execute(
-            "SELECT id, client, number, fixed_move, issued_at, voided_at, posted FROM "
-            "invoices WHERE (state IN ('issued', 'paid') AND posted = 0) OR "
-            "(state = 'void' AND posted = 1) ORDER BY id").fetchall()
-        entries = []
-        for iid, cid, number, move, issued_at, voided_at, posted in rows:
-            if posted == 0:
-                entries.append(Entry(0, "invoice", int(cid), int(move), int(issued_at),
-                                     int(issued_at), f"invoice:{iid}", None,
-                                     f"{number} issued"))
-            else:
-                entries.append(Entry(0, "invoice", int(cid), -int(move), int(voided_at),
-                                     int(voided_at), f"invoice:{iid}:void", None,
-                                     f"{number} void"))
-        if entries:
-            post_many(self.ledger.store, entries)
-            with self.ledger.transaction() as db:
-                for iid, *_, posted in rows:
-                    db.execute("UPDATE invoices SET posted = ? WHERE id = ?",
-                               (2 if posted else 1, iid))
+            "SELECT id, client, number, state, target, posted_move, posts FROM (SELECT id, "
+            "client, number, state, posted_move, posts, CASE WHEN state IN ('issued', "
+            "'paid') THEN fixed_move ELSE 0 END AS target FROM invoices) t WHERE target <> "
+            "posted_move ORDER BY id").fetchall()
+        if not rows:
+            return 0
+        now = int(time.time())
+        entries = [Entry(0, "invoice", int(cid), int(target) - int(done), now, now,
+                         f"invoice:{iid}:{int(posts) + 1}", None,
+                         f"{number} " + ("void" if state == "void" else
+                                         "issued" if int(posts) == 0 else "re-issued"))
+                   for iid, cid, number, state, target, done, posts in rows]
+        post_many(self.ledger.store, entries)
+        with self.ledger.transaction() as db:
+            db.executemany("UPDATE invoices SET posted_move = ?, posts = posts + 1 WHERE id = ?",
+                           [(int(target), iid) for iid, _, _, _, target, _, _ in rows])
         return len(entries)
 
     # -- changing issued invoices
@@ -950,6 +972,7 @@ class Invoicing:
     def void(self, which: str, now: int | None = None) -> Invoice:
         """Void an issued invoice (its items go on the client's next invoice) or delete a
         draft. Only the client's last invoice: a later one covers the same movements."""
+        self.post_pending()                  # settled before it changes
         inv = self.invoice(which)
         now = int(time.time()) if now is None else now
         with self.ledger.transaction() as db:
@@ -966,7 +989,9 @@ class Invoicing:
                                    f"later ones first")
             db.execute("UPDATE invoices SET state = 'void', voided_at = ? WHERE id = ?",
                        (now, inv.id))
+            # Its corrections and the carried changes it took go to the next invoice.
             db.execute("DELETE FROM claimed WHERE invoice = ?", (inv.id,))
+            db.execute("UPDATE carried SET taken_by = NULL WHERE taken_by = ?", (inv.id,))
         self.post_pending()
         return self.invoice(str(inv.id))
 

@@ -76,6 +76,8 @@ SIGNS = {
 CALL_TYPES = ("rated-call", "rerate")
 #: Types that only move the fixed balance (what invoices add to what a client owes).
 INVOICE_TYPES = ("invoice",)
+#: Key prefixes of the entries rater writes itself: a person's key may not take them.
+RESERVED_KEYS = ("cdr:", "invoice:")
 #: Types a person posts with ``rater transaction add``.
 TRANSACTION_TYPES = tuple(t for t in SIGNS if t not in CALL_TYPES + INVOICE_TYPES)
 AUTHORIZATION_DAYS = 7
@@ -298,6 +300,9 @@ class Journal:
                 raise InvalidArgument("amount: must be more than 0")
         if key is not None and not (0 < len(key) <= 200):
             raise InvalidArgument("key: 1 to 200 characters")
+        if key is not None and key.startswith(RESERVED_KEYS):
+            raise InvalidArgument(f"key {key!r}: keys beginning {' or '.join(RESERVED_KEYS)} "
+                                  f"are rater's own (calls and invoices)")
         if note is not None and len(note) > 1000:
             raise InvalidArgument("note: at most 1000 characters")
         now = int(time.time()) if now is None else now

@@ -76,7 +76,9 @@ def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]
                     server.send_message(msg)
                     results.append((inv, None))
                 except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError,
-                        smtplib.SMTPSenderRefused) as exc:
+                        smtplib.SMTPSenderRefused, smtplib.SMTPNotSupportedError,
+                        UnicodeError) as exc:
+                    # This message alone (an address the server cannot take, say).
                     results.append((inv, f"refused: {exc}"))
     except (OSError, smtplib.SMTPException) as exc:
         done = {inv.id for inv, _ in results}

@@ -3,9 +3,9 @@
 One ISO 20022 ``pain.008.001.08`` CustomerDirectDebitInitiation per issuer (the
 version of the EPC SDD Core rulebook since November 2023), one payment
 information block per collection date (the invoices' due date), one
-transaction per invoice: its amount due, its number as end-to-end id, the
-client's mandate (reference and date signed), IBAN and BIC. Only invoices in
-euro with an amount due above zero, of clients with a mandate, are collected.
+transaction per invoice: what it collects (:func:`collected`), its number as
+end-to-end id, the client's mandate (reference and date signed), IBAN and BIC.
+Only invoices in euro of clients with a mandate are collected.
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ from .invoices import Invoice, Issuer
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.008.001.08"
 
 
-def collectable(inv: Invoice) -> bool:
-    """Whether a direct debit collects this invoice."""
-    return (inv.kind == "invoice" and inv.state == "issued" and inv.currency == "EUR"
-            and inv.due > 0 and bool(inv.details.get("sepa_mandate")))
+def collected(inv: Invoice) -> int:
+    """What a direct debit collects for an invoice: its total, or its amount due when
+    less (a credit carried in); not the previous balance, which the previous invoice's
+    collection asked for. 0: not collected (not euro, no mandate, nothing owed)."""
+    if not (inv.kind == "invoice" and inv.state == "issued" and inv.currency == "EUR"
+            and inv.details.get("sepa_mandate")):
+        return 0
+    return max(0, min(inv.total, inv.due))
 
 
 def _text(value: str, limit: int) -> str:
@@ -51,7 +55,7 @@ def _account(parent: ET.Element, tag: str, iban: str) -> None:
 
 def direct_debit(issuer: Issuer, invoices: Sequence[Invoice], message_id: str,
                  now: datetime) -> bytes:
-    """The pain.008 XML collecting ``invoices`` (each :func:`collectable`) for
+    """The pain.008 XML collecting ``invoices`` (each :func:`collected` above 0) for
     ``issuer``, which needs its creditor id, IBAN and BIC."""
     missing = [what for what, value in (("creditor id", issuer.creditor_id),
                                         ("IBAN", issuer.iban), ("BIC", issuer.bic)) if not value]
@@ -67,7 +71,8 @@ def direct_debit(issuer: Issuer, invoices: Sequence[Invoice], message_id: str,
     _add(head, "MsgId", _text(message_id, 35))
     _add(head, "CreDtTm", now.replace(microsecond=0).isoformat())
     _add(head, "NbOfTxs", str(len(invoices)))
-    _add(head, "CtrlSum", str(sum((Decimal(i.money(i.due)) for i in invoices), Decimal(0))))
+    _add(head, "CtrlSum", str(sum((Decimal(i.money(collected(i))) for i in invoices),
+                                  Decimal(0))))
     _add(_add(head, "InitgPty"), "Nm", _text(issuer.name, 70))
     by_date: dict[str, list[Invoice]] = {}
     for inv in invoices:
@@ -77,7 +82,8 @@ def direct_debit(issuer: Issuer, invoices: Sequence[Invoice], message_id: str,
         _add(info, "PmtInfId", _text(f"{message_id}-{k}", 35))
         _add(info, "PmtMtd", "DD")
         _add(info, "NbOfTxs", str(len(batch)))
-        _add(info, "CtrlSum", str(sum((Decimal(i.money(i.due)) for i in batch), Decimal(0))))
+        _add(info, "CtrlSum", str(sum((Decimal(i.money(collected(i))) for i in batch),
+                                      Decimal(0))))
         kind = _add(info, "PmtTpInf")
         _add(_add(kind, "SvcLvl"), "Cd", "SEPA")
         _add(_add(kind, "LclInstrm"), "Cd", "CORE")
@@ -95,7 +101,7 @@ def direct_debit(issuer: Issuer, invoices: Sequence[Invoice], message_id: str,
             mandate = inv.details["sepa_mandate"]
             tx = _add(info, "DrctDbtTxInf")
             _add(_add(tx, "PmtId"), "EndToEndId", _text(inv.number or str(inv.id), 35))
-            _add(tx, "InstdAmt", inv.money(inv.due), Ccy=inv.currency)
+            _add(tx, "InstdAmt", inv.money(collected(inv)), Ccy=inv.currency)
             signed = _add(_add(tx, "DrctDbtTx"), "MndtRltdInf")
             _add(signed, "MndtId", mandate["id"])
             _add(signed, "DtOfSgntr", mandate["date"])

@@ -66,7 +66,11 @@ def cdrs(tmp_path: Path, name: str, rows: list[tuple[str, str, str, int]]) -> Pa
 
 def bill(store: Store, mode: str, period: str, clients: list[str] | None = None,
          now: int | None = None) -> BillRun:
-    """A bill run without PDFs, as it stands when done."""
+    """A bill run without PDFs, as it stands when done; by default run on the 2nd of the
+    month after a YYYY-MM period (when production may issue it)."""
+    if now is None and len(period) == 7:
+        y, m = int(period[:4]), int(period[5:])
+        now = int(datetime(y + m // 12, m % 12 + 1, 2, tzinfo=UTC).timestamp())
     with Ledger(store) as ledger:
         runs = BillRuns(store, ledger)
         return runs.execute(runs.create(mode, period, Selection(clients)), pdf=False,
@@ -155,7 +159,7 @@ def test_pre_production_replaces_drafts_and_production_numbers_them_gaplessly(
         ("tax", "VAT 19%", 0, 960_000_000)]             # 19% of 5.06 = 0.9614
     assert acme.total == sum(ln.amount for ln in acme.lines) == 6_020_000_000
     before = journal.balance("acme").fixed
-    bill(store, "production", "2026-10", now=1_793_000_000)
+    bill(store, "production", "2026-10", now=1_793_600_000)
     issued = invoices(store)
     assert [i.id for i in issued] == [i.id for i in drafts]        # the drafts, issued
     assert [i.number for i in issued] == ["INV-2026-000001", "INV-2026-000002",
@@ -230,7 +234,7 @@ def test_numbers_run_on_per_issuer_and_series(store: Store, tmp_path: Path) -> N
     Registry(store).edit_client("beta", issuer="Other BV")
     import_cdrs(store, cdrs(tmp_path, "c", [(f"{u}{m}", u, f"2026-{m:02d}-02T10:00:00Z", 60)
                                             for u in ("acme", "beta") for m in (10, 11)]))
-    bill(store, "production", "2026-10", now=1_793_000_000)     # 2026-10-26
+    bill(store, "production", "2026-10", now=1_793_600_000)     # 2026-11-02
     bill(store, "production", "2026-11", now=1_798_800_000)     # 2027-01-01
     assert [(i.client_name, i.number) for i in invoices(store)] == [
         ("acme", "INV-2026-000001"), ("beta", "O26-0001"),
@@ -396,6 +400,13 @@ def test_a_production_run_from_the_command_line(billed: Path, tmp_path: Path) ->
     runs = json.loads(ok(run_cli("billing", "runs", "--json", data=billed)))
     assert [(r["id"], r["state"]) for r in runs] == [(run["id"], "completed")]
     assert "ledger equals the journal" in ok(run_cli("check", data=billed))
+    # A backup takes the invoices (in the ledger) and the documents a run wrote there.
+    ok(run_cli("billing", "run", "--period", "2026-11", "--mode", "pre-production",
+               "--no-pdf", data=billed))
+    ok(run_cli("backup", str(tmp_path / "copy"), data=billed))
+    copied = json.loads(ok(run_cli("billing", "runs", "--json", data=tmp_path / "copy")))
+    assert [r["state"] for r in copied] == ["completed", "completed"]
+    assert (tmp_path / "copy" / "bill-runs" / str(copied[1]["id"]) / "invoices.csv").exists()
 
 
 def test_the_invoice_html_matches_its_golden_page(store: Store, tmp_path: Path) -> None:
@@ -403,7 +414,7 @@ def test_the_invoice_html_matches_its_golden_page(store: Store, tmp_path: Path) 
           address="Acme GmbH\nBerlin", invoice_template="extended")
     import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 61),
                                               ("a2-de", "acme", "2026-10-03T10:00:00Z", 95)]))
-    bill(store, "production", "2026-10", now=1_793_000_000)
+    bill(store, "production", "2026-10", now=1_793_600_000)
     from rater.documents import invoice_html
 
     [inv] = invoices(store)
@@ -444,7 +455,7 @@ def rerate_uk(store: Store, tmp_path: Path, rate: str) -> None:
 
 
 def reissue(store: Store, number: str, how: str,
-            now: int = 1_794_000_000) -> list:  # type: ignore[type-arg]
+            now: int = 1_796_300_000) -> list:  # type: ignore[type-arg]
     with Ledger(store) as ledger:
         inv = Invoicing(ledger)
         old = inv.invoice(number)
@@ -457,7 +468,7 @@ def test_reissue_after_rerating(store: Store, tmp_path: Path, how: str) -> None:
     journal = setup(store, tmp_path, "acme", taxes=[["VAT", "19"]])
     import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60),
                                               ("a2-de", "acme", "2026-10-03T10:00:00Z", 95)]))
-    bill(store, "production", "2026-10", now=1_793_000_000)
+    bill(store, "production", "2026-10", now=1_793_600_000)
     [old] = invoices(store)
     assert old.total == 60_000_000                  # 0.02 + 0.03 + 19% of 0.05 (0.0095)
 
@@ -493,7 +504,7 @@ def test_reissue_after_rerating(store: Store, tmp_path: Path, how: str) -> None:
         assert sum(ln.amount for ln in credit.lines) == credit.total
 
     # November takes its own call, not October's corrections: the re-issue took them.
-    bill(store, "production", "2026-11", now=1_795_000_000)
+    bill(store, "production", "2026-11", now=1_796_200_000)
     nov = invoices(store)[-1]
     assert [(ln.kind, ln.amount) for ln in nov.lines] == [("usage", 40_000_000),
                                                           ("tax", 10_000_000)]
@@ -511,20 +522,20 @@ def test_a_paid_or_earlier_invoice_passes_its_difference_to_the_next(
     import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 60),
                                               ("b1", "beta", "2026-10-02T10:00:00Z", 60),
                                               ("b2", "beta", "2026-11-02T10:00:00Z", 60)]))
-    bill(store, "production", "2026-10", now=1_793_000_000)
+    bill(store, "production", "2026-10", now=1_793_600_000)
     acme_oct, beta_oct = invoices(store)
     # acme paid October; beta's November is issued before October is re-issued.
-    journal.post("acme", "manual-payment", "0.02", now=1_793_100_000)
+    journal.post("acme", "manual-payment", "0.02", now=1_793_700_000)
     with Ledger(store) as ledger:
         Invoicing(ledger).mark_paid(acme_oct.number)
-    bill(store, "production", "2026-11", ["beta"], now=1_795_000_000)
+    bill(store, "production", "2026-11", ["beta"], now=1_796_200_000)
     rerate_uk(store, tmp_path, "0.0500")
     assert reissue(store, acme_oct.number, "keep-numbers")[-1].state == "paid"
     assert reissue(store, beta_oct.number, "renumber")[-1].due == 50_000_000
     import_cdrs(store, cdrs(tmp_path, "dec", [("a3", "acme", "2026-12-02T10:00:00Z", 60),
                                               ("b3", "beta", "2026-12-02T10:00:00Z", 60)]))
-    bill(store, "production", "2026-11", ["acme"], now=1_795_000_000)
-    bill(store, "production", "2026-12", now=1_797_000_000)
+    bill(store, "production", "2026-11", ["acme"], now=1_796_200_000)
+    bill(store, "production", "2026-12", now=1_798_900_000)
     acme_nov = invoices(store, client=1, period="2026-11")[0]
     # Paid 0.02 of what is now 0.05: the 0.03 is on the next invoice.
     assert (acme_nov.previous, acme_nov.payments, acme_nov.due) == (
@@ -563,7 +574,7 @@ def test_a_production_run_writes_a_valid_sepa_direct_debit(store: Store,
     import_cdrs(store, cdrs(tmp_path, "oct", [("a1", "acme", "2026-10-02T10:00:00Z", 600),
                                               ("b1", "beta", "2026-10-02T10:00:00Z", 60),
                                               ("c1", "carl", "2026-10-02T10:00:00Z", 30)]))
-    run = bill(store, "production", "2026-10", now=1_793_000_000)
+    run = bill(store, "production", "2026-10", now=1_793_600_000)
     xml = Path(run.output_dir or "") / "sepa-Rater-Telecom.xml"
     schema = xmlschema.XMLSchema(str(pain_008_schema()))
     schema.validate(str(xml))                          # raises on any departure
@@ -571,7 +582,7 @@ def test_a_production_run_writes_a_valid_sepa_direct_debit(store: Store,
     assert (doc["GrpHdr"]["NbOfTxs"], str(doc["GrpHdr"]["CtrlSum"])) == ("2", "0.21")
     [info] = doc["PmtInf"]
     assert (info["ReqdColltnDt"], info["CdtrAcct"]["Id"]["IBAN"]) == (
-        "2026-11-25", "NL91ABNA0417164300")
+        "2026-12-02", "NL91ABNA0417164300")
     assert [(tx["PmtId"]["EndToEndId"], str(tx["InstdAmt"]["$"]),
              tx["DrctDbtTx"]["MndtRltdInf"]["MndtId"], tx["DbtrAcct"]["Id"]["IBAN"])
             for tx in info["DrctDbtTxInf"]] == [
