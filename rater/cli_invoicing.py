@@ -311,6 +311,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _: stopping.append(signum))
+    if not args.once:
+        with _open(args) as store, Ledger(store) as ledger:
+            count = len(Schedules(BillRuns(store, ledger)).schedules())
+        print(f"scheduler: {count} schedule(s), looking every {args.every:g} s", flush=True)
     while True:
         with _open(args) as store, Ledger(store) as ledger:
             for schedule, outcome in Schedules(BillRuns(store, ledger)).run_due(
@@ -327,6 +331,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         while not stopping and time.monotonic() < deadline:
             time.sleep(min(1.0, args.every))
         if stopping:
+            print("scheduler: stopped", flush=True)
             return 0
 
 

@@ -786,9 +786,10 @@ class Invoicing:
                    "issued_at = ?, issue_date = ?, due_date = ?, open_from = ? WHERE id = ?",
                    (inv.issuer, inv.number, now, inv.issue_date, inv.due_date,
                     inv.open_from, inv.id))
-        db.execute("UPDATE carried SET taken_by = ? WHERE client = ? AND taken_by IS NULL "
-                   "AND source IN (SELECT id FROM invoices WHERE end_at < ?)",
-                   (inv.id, client.id, basis.end_at))
+        # Every pending change is settled now: those to invoices before the basis are
+        # in this one's previous balance, a change to the basis is in the basis's due.
+        db.execute("UPDATE carried SET taken_by = ? WHERE client = ? AND taken_by IS NULL",
+                   (inv.id, client.id))
         assert inv.number is not None
         return inv.number
 
