@@ -11,6 +11,7 @@ run's time, so a run renders in parallel processes.
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import os
 from collections.abc import Iterable, Sequence
@@ -28,10 +29,18 @@ from .invoices import Invoice, Issuer
 DEBIAN_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core"
 
 
+@functools.cache
 def _template(name: str) -> Template:
     text = resources.files("rater").joinpath(f"templates/invoice-{name}.html").read_text(
         encoding="utf-8")
     return Template(text)
+
+
+@functools.cache
+def _style() -> str:
+    """The stylesheet both templates share."""
+    return resources.files("rater").joinpath("templates/invoice.css").read_text(
+        encoding="utf-8")
 
 
 def minutes(seconds: int) -> str:
@@ -82,6 +91,7 @@ def invoice_html(inv: Invoice, issuer: Issuer) -> str:
         "previous": inv.money(inv.previous), "payments": inv.money(inv.payments),
         "due": inv.money(inv.due),
         "notes": "".join(f'<p class="note">{e(n)}</p>' for n in notes),
+        "style": _style(),
     }
     return _template(inv.template).substitute(values)
 

@@ -237,16 +237,10 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
             if b"-----BEGIN " not in pems[-1]:
                 raise ConfigError(f"grpc.{key}: {rpc[key]} is not PEM")
         tls = (pems[0], pems[1])
-    token = None
-    if rpc["token_file"]:
-        try:
-            token = Path(rpc["token_file"]).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"grpc.token_file: cannot read {rpc['token_file']}: "
-                              f"{exc.strerror}") from None
-        if len(token) < 16 or any(c.isspace() for c in token):
-            raise ConfigError("grpc.token_file: the token must be 16 or more characters, "
-                              "without spaces")
+    token = _secret(rpc, "grpc", "token_file")
+    if token is not None and (len(token) < 16 or any(c.isspace() for c in token)):
+        raise ConfigError("grpc.token_file: the token must be 16 or more characters, "
+                          "without spaces")
     if not 0 <= metrics["port"] <= 65535:
         raise ConfigError(f"metrics.port = {metrics['port']}: a port 0..65535 expected")
     if metrics["enabled"] and metrics["port"] and metrics["port"] in (radius["auth_port"],
@@ -273,6 +267,17 @@ def _settings(tree: dict[str, Any], nas: tuple[NasEntry, ...]) -> Settings:
                     grpc_tls=tls, grpc_token=token, nas=nas, mail=mail, tree=tree)
 
 
+def _secret(section: dict[str, Any], name: str, key: str) -> str | None:
+    """The secret in the file a setting names (surrounding space dropped); None: none."""
+    if not section[key]:
+        return None
+    try:
+        return Path(section[key]).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}.{key}: cannot read {section[key]}: {exc.strerror}"
+                          ) from None
+
+
 def _mail(mail: dict[str, Any]) -> MailSettings:
     if not 1 <= mail["port"] <= 65535:
         raise ConfigError(f"mail.port = {mail['port']}: a port 1..65535 expected")
@@ -282,13 +287,7 @@ def _mail(mail: dict[str, Any]) -> MailSettings:
         raise ConfigError(f"mail.timeout = {mail['timeout']}: 1 to 600 seconds")
     if mail["from"] and "@" not in mail["from"]:
         raise ConfigError(f"mail.from = {mail['from']!r}: an e-mail address expected")
-    password = None
-    if mail["password_file"]:
-        try:
-            password = Path(mail["password_file"]).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"mail.password_file: cannot read {mail['password_file']}: "
-                              f"{exc.strerror}") from None
+    password = _secret(mail, "mail", "password_file")
     if bool(mail["username"]) != (password is not None):
         raise ConfigError("mail.username and mail.password_file go together")
     return MailSettings(mail["host"], mail["port"], mail["from"], mail["tls"],
