@@ -120,6 +120,8 @@ class _SQLite:
         try:
             self._wal()
             self.conn.execute("PRAGMA synchronous = FULL")
+            # Helper threads for big sorts: a bill run's GROUP BY over millions of calls.
+            self.conn.execute(f"PRAGMA threads = {min(os.cpu_count() or 1, 8)}")
         except BaseException:
             self.conn.close()
             raise
