@@ -228,11 +228,11 @@ class BillRuns:
                                hint="start a new run")
         now = int(time.time()) if now is None else now
         started = time.time()
-        if pdf:
-            from .documents import check_renderer
-
-            check_renderer()           # before anything is issued, not after
         try:
+            if pdf:
+                from .documents import check_renderer
+
+                check_renderer()       # before anything is issued, not after
             self._state(run, "rating")
             self.ledger.tail(progress)
             self._state(run, "invoicing")
@@ -244,8 +244,10 @@ class BillRuns:
             self._format(run, invoices, pdf=pdf, processes=processes)
             if mail is not None:
                 self._email(run, invoices, mail)
-        except Exception as exc:
-            self._state(run, "failed", error=str(exc), finished=int(time.time()))
+        except BaseException as exc:    # an interrupted run is failed too, not left going
+            why = exc.message if isinstance(exc, RaterError) else (
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            self._state(run, "failed", error=why, finished=int(time.time()))
             raise
         finally:
             self._save_exceptions(run)
@@ -434,9 +436,9 @@ def render_pdfs(invoicing: Invoicing, invoices: list[Invoice], target: Path,
 
 
 def _money(nanos: int, currency: str) -> str:
-    from .money import from_nano, minor_unit
+    from .money import format_nanos, minor_unit
 
-    return str(from_nano(nanos, minor_unit(currency)))
+    return format_nanos(nanos, minor_unit(currency))
 
 
 # -- recurring runs

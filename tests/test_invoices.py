@@ -951,3 +951,16 @@ def test_reissues_voids_and_payments_keep_statements_and_balances_agreeing(
             with Ledger(store) as ledger:
                 ledger.tail()
                 assert ledger.check() == []
+
+
+def test_a_run_that_cannot_write_its_output_is_failed_with_why(billed: Path,
+                                                               tmp_path: Path) -> None:
+    blocker = write(tmp_path / "not-a-dir", "")
+    proc = run_cli("billing", "run", "--period", "2026-10", "--mode", "pre-production",
+                   "--output-dir", str(blocker / "out"), data=billed)
+    assert proc.returncode == 1 and "cannot write the run's output" in proc.stderr
+    [run] = json.loads(ok(run_cli("billing", "runs", "--json", data=billed)))
+    assert run["state"] == "failed" and "cannot write the run's output" in run["error"]
+    # What it made stays a draft, made again by the next run.
+    assert [i["state"] for i in json.loads(ok(run_cli("invoice", "list", "--json",
+                                                       data=billed)))] == ["draft"]
