@@ -72,7 +72,8 @@ SIGNS = {
     "void": 0,
     "invoice": 0,          # signed amount, as the invoice has it
 }
-#: Types that only move the live balance (calls); the others move live and fixed.
+#: Types that only move the live balance (calls); the others move fixed (and live too,
+#: but for INVOICE_TYPES).
 CALL_TYPES = ("rated-call", "rerate")
 #: Types that only move the fixed balance (what invoices add to what a client owes).
 INVOICE_TYPES = ("invoice",)
