@@ -169,6 +169,8 @@ class BillRuns:
                output_dir: Path | None = None, *, now: int | None = None) -> BillRun:
         if mode not in MODES:
             raise InvalidArgument(f"--mode {mode!r}: pre-production or production")
+        if selection.clients:
+            selection.pick(self.registry)    # an unknown name: an error, and no run
         now = int(time.time()) if now is None else now
         with self.ledger.transaction() as db:
             rid = int(db.execute(

@@ -32,6 +32,8 @@ def _issuer_changes(args: argparse.Namespace) -> dict[str, Any]:
                 value = value.replace("\\n", "\n")
             elif name != "pattern":
                 value = value.replace(" ", "").upper()
+            if not value and name in ("address", "pattern"):
+                raise InvalidArgument(f"--{name}: an issuer always has one")
             ch[name] = value or None
     if args.default:
         ch["default"] = True
@@ -135,6 +137,14 @@ def cmd_invoice_send(args: argparse.Namespace) -> int:
         found = inv.invoice(args.invoice)
         if found.number is None:
             raise InvoiceError(f"{found.name} is a draft; only an issued invoice is sent")
+        if found.pdf is None:                # made by a run without PDFs: render it now
+            from .billrun import DOCUMENT_DIRS, render_pdfs
+
+            target = inv.ledger.store.data_dir / DOCUMENT_DIRS[1] / found.period.replace(
+                "/", "_")
+            failed = render_pdfs(inv, [found], target, 1)
+            if failed:
+                raise InvoiceError(f"invoice {found.name} has no PDF: {failed[0][1]}")
         [(_, error)] = send_invoices(mail, [(found, inv.issuer(found.issuer))])
         inv.record_deliveries([(found, error)])
     if error is not None:
@@ -406,10 +416,12 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp.add_argument("--from", dest="since", metavar="DATE", help="first day billed")
     sp.add_argument("--to", dest="until", metavar="DATE", help="first day not billed")
     sp.add_argument("--mode", required=True, choices=("pre-production", "production"))
-    sp.add_argument("--clients", nargs="+", metavar="CLIENT", help="only these clients")
-    sp.add_argument("--tag", help="only clients with this tag")
-    sp.add_argument("--billing-day", type=int, metavar="DAY",
-                    help="only clients billed on this day of the month")
+    which = sp.add_mutually_exclusive_group()
+    which.add_argument("--clients", nargs="+", metavar="CLIENT",
+                       help="only these clients (deleted ones too, when named)")
+    which.add_argument("--tag", help="only clients with this tag")
+    which.add_argument("--billing-day", type=int, metavar="DAY",
+                       help="only clients billed on this day of the month")
     sp.add_argument("--output-dir", help="where the PDFs, CSV files and control report go "
                                          "(default DATA/bill-runs/ID)")
     sp.add_argument("--no-pdf", action="store_true", help="no PDF invoices")
@@ -438,9 +450,10 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
                                                                     "02:00)")
     sp.add_argument("--timezone", default="UTC", help="zone of --at (default UTC)")
     sp.add_argument("--mode", required=True, choices=("pre-production", "production"))
-    sp.add_argument("--clients", nargs="+", metavar="CLIENT")
-    sp.add_argument("--tag")
-    sp.add_argument("--billing-day", type=int, metavar="DAY")
+    which = sp.add_mutually_exclusive_group()
+    which.add_argument("--clients", nargs="+", metavar="CLIENT")
+    which.add_argument("--tag")
+    which.add_argument("--billing-day", type=int, metavar="DAY")
     sp.add_argument("--email", action="store_true")
     sp.add_argument("--no-pdf", action="store_true")
     sp = command(schedule, "list", cmd_schedule_list, "the recurring runs")

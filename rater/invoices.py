@@ -431,7 +431,8 @@ class Invoice:
             "payments": self.money(self.payments), "amount_due": self.money(self.due),
             "state": self.shown_state, "kind": self.kind, "issuer": self.issuer,
             "issue_date": self.issue_date, "due_date": self.due_date, "run": self.run,
-            "pdf": self.pdf}
+            "revision": self.revision, "replaces": self.replaces,
+            "replaced_by": self.replaced_by, "pdf": self.pdf}
         if lines:
             d["lines"] = [{"kind": ln.kind, "description": ln.description,
                            "destination": ln.destination, "calls": ln.calls,

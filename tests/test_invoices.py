@@ -445,6 +445,10 @@ def test_bad_requests_name_what_is_wrong(billed: Path) -> None:
     failed(run_cli("billing", "run", "--period", "2026-10", "--mode", "production",
                    "--clients", "nobody", data=billed), "UNKNOWN_CLIENT", 4)
     assert json.loads(ok(run_cli("invoice", "list", "--json", data=billed))) == []
+    assert json.loads(ok(run_cli("billing", "runs", "--json", data=billed))) == []
+    for option in ("--pattern", "--address"):
+        failed(run_cli("issuer", "edit", "Rater Telecom", option, "", data=billed),
+               "INVALID_ARGUMENT", 64)
 
 
 # -- re-issue after rerating
@@ -964,3 +968,18 @@ def test_a_run_that_cannot_write_its_output_is_failed_with_why(billed: Path,
     # What it made stays a draft, made again by the next run.
     assert [i["state"] for i in json.loads(ok(run_cli("invoice", "list", "--json",
                                                        data=billed)))] == ["draft"]
+
+
+def test_an_invoice_without_a_pdf_gets_one_when_sent(billed: Path,
+                                                     smtp: tuple[Inbox, Path]) -> None:
+    inbox, config = smtp
+    ok(run_cli("client", "edit", "acme", "--billing-email", "billing@acme.example",
+               data=billed))
+    ok(run_cli("billing", "run", "--period", "2026-10", "--mode", "production", "--no-pdf",
+               data=billed))
+    ok(run_cli("invoice", "send", "INV-2026-000001", "--config", str(config), data=billed))
+    [(_, raw)] = inbox.messages
+    assert b"INV-2026-000001.pdf" in raw
+    shown = json.loads(ok(run_cli("invoice", "show", "INV-2026-000001", "--json",
+                                  data=billed)))
+    assert shown["pdf"] == str(billed / "invoices" / "2026-10" / "INV-2026-000001.pdf")
