@@ -50,6 +50,7 @@ EXIT_CODES = {
     "BAD_INPUT_FILE": 65,
     "BAD_DECK_FILE": 65,
     "BAD_CDR_FILE": 65,
+    "BAD_TARIFF_PLAN": 65,
     "FILE_ERROR": 74,
     "STORE_ERROR": 74,
     "STORE_FULL": 74,

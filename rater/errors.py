@@ -204,6 +204,12 @@ class CdrFileError(InputFileError):
     code = "BAD_CDR_FILE"
 
 
+class TariffPlanError(InputFileError):
+    """A CGRateS tariff plan has problems; nothing was imported."""
+
+    code = "BAD_TARIFF_PLAN"
+
+
 def all_error_classes() -> list[type[RaterError]]:
     """Every RaterError subclass, for the tables that map codes elsewhere."""
     seen: list[type[RaterError]] = []
