@@ -29,9 +29,11 @@ instead of time (data and SMS: ``1``, ``1024``), with what uses it.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -389,3 +391,215 @@ def _read_profiles(folder: Path, plan: TariffPlan, problems: list[Problem], tz: 
         plan.profiles.append(RatingProfile(
             tenant, category, subject, int(when.timestamp()), plan_id,
             tuple(s for s in fallback.split(";") if s)))
+
+
+# -- pricing as CGRateS does, exactly
+
+
+class CgratesError(Exception):
+    """Why a call cannot be priced, in CGRateS's words (``UNAUTHORIZED_DESTINATION``,
+    ``RATING_PLAN_NOT_FOUND``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Part:
+    """A stretch of a call priced by one destination rate: [start, end) in seconds from
+    the call's start, the seconds billed (whole increments), and its exact cost."""
+
+    start: int
+    end: int
+    billed: int
+    cost: Fraction
+    destination_rates: str
+    destination: str
+    rate: str
+
+
+@dataclass(frozen=True)
+class Costed:
+    cost: Decimal
+    #: Before the one rounding: connect fee and parts, exactly.
+    exact: Fraction
+    connect_fee: Decimal
+    subject: str
+    plan: str
+    prefix: str
+    parts: tuple[Part, ...]
+
+
+_METHOD = {"*up": "up", "*middle": "half-up", "*down": "down"}
+
+
+class PlanPricer:
+    """Prices calls from a :class:`TariffPlan` by CGRateS's rules (docs/cgrates.md),
+    exactly: the cost is rounded once, by the destination rate the call starts in."""
+
+    def __init__(self, plan: TariffPlan, timezone: str = "UTC") -> None:
+        self.plan = plan
+        self.tz = zone(timezone)
+
+    # -- who is rated by which plan
+
+    def profile(self, tenant: str, category: str, subject: str, at: int
+                ) -> RatingProfile | None:
+        """The subject's profile in force at ``at`` (the last activation at or before)."""
+        found = [p for p in self.plan.profiles if (p.tenant, p.category, p.subject) == (
+            tenant, category, subject) and p.activation <= at]
+        return max(found, key=lambda p: p.activation) if found else None
+
+    def price(self, number: str, at: int, seconds: int, *, subject: str,
+              tenant: str = "cgrates.org", category: str = "call") -> Costed:
+        """The cost of a call of ``seconds`` from ``at`` (UNIX seconds) to ``number``."""
+        from .numbers import normalise_number
+
+        digits = normalise_number(number)
+        own = self.profile(tenant, category, subject, at)
+        if own is None:
+            own = self.profile(tenant, category, ANY, at)
+        if own is None:
+            raise CgratesError("RATING_PLAN_NOT_FOUND",
+                               f"no rating profile for {tenant}:{category}:{subject} at {at}")
+        seen: set[str] = set()
+        queue = [own]
+        while queue:
+            profile = queue.pop(0)
+            if profile.subject in seen:
+                continue                     # fallbacks that lead back: tried once
+            seen.add(profile.subject)
+            costed = self._price_plan(profile, digits, at, seconds)
+            if costed is not None:
+                return costed
+            for name in profile.fallback_subjects:
+                nxt = self.profile(tenant, category, name, at)
+                if nxt is not None:
+                    queue.append(nxt)
+        raise CgratesError("UNAUTHORIZED_DESTINATION",
+                           f"no rating plan of {subject} (or its fallbacks) prices {number}")
+
+    # -- one plan
+
+    def _candidates(self, plan_id: str, digits: str
+                    ) -> tuple[str, list[tuple[PlanLine, DestinationRate]]] | None:
+        """The longest prefix the plan prices for ``digits``, and every line and
+        destination rate of it (``*any`` when no prefix matches)."""
+        lines = self.plan.plans[plan_id]
+        best = -1
+        found: list[tuple[PlanLine, DestinationRate]] = []
+        for line in lines:
+            for dr in self.plan.destination_rates[line.destination_rates]:
+                if dr.destination == ANY:
+                    length = 0
+                else:
+                    prefixes = [p for p in self.plan.destinations.get(dr.destination, [])
+                                if digits.startswith(p)]
+                    if not prefixes:
+                        continue
+                    length = max(len(p) for p in prefixes)
+                if length > best:
+                    best, found = length, []
+                if length == best:
+                    found.append((line, dr))
+        if not found:
+            return None
+        return digits[:best] if best > 0 else ANY, found
+
+    def _holds(self, timing_id: str, others: list[str], local: datetime) -> bool:
+        """Whether a timing holds at wall-clock ``local``: its date sets match, and the
+        time is from its start until a later-starting timing of the plan that applies
+        that day, or the day's end."""
+        timing = ALWAYS if timing_id == ANY else self.plan.timings[timing_id]
+        if timing.start is None or not _on(timing, local):
+            return False
+        sod = local.hour * 3600 + local.minute * 60 + local.second
+        if sod < timing.start:
+            return False
+        for other in others:
+            t = ALWAYS if other == ANY else self.plan.timings[other]
+            if t.start is not None and timing.start < t.start <= sod and _on(t, local):
+                return False
+        return True
+
+    def _cuts(self, at: int, seconds: int, timings: list[str]) -> list[int]:
+        """The call seconds where the call is cut: each midnight and each start time of
+        the plan's timings during the call (wall clock of the plan's zone)."""
+        starts = sorted({0} | {(ALWAYS if t == ANY else self.plan.timings[t]).start or 0
+                               for t in timings})
+        cuts = {0, seconds}
+        day = datetime.fromtimestamp(at, self.tz).date()
+        while True:
+            for sod in starts:
+                t = int(datetime.combine(day, dtime(sod // 3600, sod % 3600 // 60, sod % 60),
+                                         self.tz).timestamp())
+                if at < t < at + seconds:
+                    cuts.add(t - at)
+            day += timedelta(days=1)
+            if datetime.combine(day, dtime(0), self.tz).timestamp() >= at + seconds:
+                return sorted(cuts)
+
+    def _price_plan(self, profile: RatingProfile, digits: str, at: int, seconds: int
+                    ) -> Costed | None:
+        found = self._candidates(profile.plan, digits)
+        if found is None:
+            return None
+        prefix, candidates = found
+        timings = sorted({line.timing for line, _ in candidates})
+        cuts = self._cuts(at, seconds, timings)
+        parts: list[Part] = []
+        first: DestinationRate | None = None
+        # A call of 0 seconds still has a start: its rate there says the connect fee.
+        for a, b in itertools.pairwise(cuts if seconds else [0, 0]):
+            chosen = self._choose(candidates, timings, datetime.fromtimestamp(at + a, self.tz))
+            if chosen is None:
+                return None
+            line, dr = chosen
+            first = first or dr
+            if b > a:
+                parts.append(self._part(a, b, line, dr))
+        assert first is not None
+        tiers = self.plan.rates[first.rate]
+        fee = tiers[0].connect_fee if tiers[0].start == 0 else Decimal(0)
+        exact = Fraction(fee) + sum((p.cost for p in parts), Fraction(0))
+        if first.max_cost_strategy == "*free" and first.max_cost > 0:
+            exact = min(exact, Fraction(first.max_cost))
+        cost = _round(exact, first.decimals, _METHOD[first.rounding])
+        return Costed(cost, exact, fee, profile.subject, profile.plan, prefix, tuple(parts))
+
+    def _choose(self, candidates: list[tuple[PlanLine, DestinationRate]], timings: list[str],
+                local: datetime) -> tuple[PlanLine, DestinationRate] | None:
+        """The candidate whose timing holds at ``local`` with the highest weight."""
+        holding = [c for c in candidates if self._holds(c[0].timing, timings, local)]
+        return max(holding, key=lambda c: c[0].weight) if holding else None
+
+    def _part(self, a: int, b: int, line: PlanLine, dr: DestinationRate) -> Part:
+        """Seconds [a, b) of the call by ``dr``'s rate: increment by increment, each
+        priced by the tier in force at its call second; the part rounded up to whole
+        increments of its own."""
+        tiers = self.plan.rates[dr.rate]
+        pos = a
+        cost = Fraction(0)
+        while pos < b:
+            tier = [t for t in tiers if t.start <= pos]
+            t = tier[-1] if tier else tiers[0]
+            cost += Fraction(t.rate) * t.increment / t.unit
+            pos += t.increment
+        return Part(a, b, pos - a, cost, line.destination_rates, dr.destination, dr.rate)
+
+
+def _on(timing: Timing, local: datetime) -> bool:
+    """Whether ``local``'s date is one of the timing's days."""
+    return ((timing.years is None or local.year in timing.years)
+            and (timing.months is None or local.month in timing.months)
+            and (timing.month_days is None or local.day in timing.month_days)
+            and (timing.weekdays is None or local.isoweekday() in timing.weekdays))
+
+
+def _round(exact: Fraction, decimals: int, method: str) -> Decimal:
+    from .money import round_fraction
+
+    places = min(decimals, 9)
+    return round_fraction(exact, places, method)

@@ -156,3 +156,109 @@ def test_the_shared_plans_read(shared_data: Path, name: str, counts: tuple[int, 
     # Every warning is about data, SMS or a prefix that is not a number.
     assert all("units" in str(w) or "not a number" in str(w) or "voice rating plan" in
                str(w) for w in plan.warnings)
+
+
+# -- pricing, with costs worked out by hand from the rules (docs/cgrates.md)
+
+PRICED = {
+    **PLAN,
+    "Destinations.csv": PLAN["Destinations.csv"] + "DST_FR,33\n",
+    "DestinationRates.csv": PLAN["DestinationRates.csv"] + "DR_FR,DST_FR,RT_DAY,*down,2,0,\n",
+    "RatingPlans.csv": PLAN["RatingPlans.csv"] + "RP_FR,DR_FR,*any,10\n",
+    "RatingProfiles.csv": PLAN["RatingProfiles.csv"]
+    + "cgrates.org,call,2000,2014-01-14T00:00:00Z,RP_FR,\n"
+    + "cgrates.org,call,3000,2014-01-14T00:00:00Z,RP_STD,3001\n"
+    + "cgrates.org,call,3001,2014-01-14T00:00:00Z,RP_STD,3000\n"
+    + "cgrates.org,call,1001,2026-11-19T00:00:00Z,RP_FR,\n",
+}
+
+
+@pytest.fixture
+def pricer(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from rater.cgrates import PlanPricer
+
+    return PlanPricer(read_plan(folder(tmp_path, PRICED)), "UTC")
+
+
+def utc(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text + "+00:00").timestamp())
+
+
+def cost(pricer, number: str, when: str, seconds: int, subject: str = "1002"  # type: ignore[no-untyped-def]
+         ) -> Decimal:
+    return pricer.price(number, utc(when), seconds, subject=subject).cost
+
+
+def test_a_call_across_a_timing_boundary_is_split_there(pricer) -> None:  # type: ignore[no-untyped-def]
+    # Wednesday: *any (DR_EVE) until 08:00, then T_DAY (DR_DAY). 07:59:00 for 120 s:
+    # 60 s at 0.12/min = 0.12, then from call second 60 RT_DAY's second tier, 60 x 1 s at
+    # 0.30/min = 0.30; no connect fee (the call starts in RT_EVE); *middle, 2 places.
+    c = pricer.price("+49 30 123", utc("2026-11-18T07:59:00"), 120, subject="1002")
+    assert (c.cost, c.prefix) == (Decimal("0.42"), "4930")
+    assert [(p.start, p.end, p.billed, p.rate) for p in c.parts] == [
+        (0, 60, 60, "RT_EVE"), (60, 120, 60, "RT_DAY")]
+    # 07:59:30 for 40 s: 30 s at 0.12/min = 0.06, then 10 s billed as RT_DAY's first
+    # increment, a whole minute at 0.60: each part is rounded up to its own increment.
+    assert cost(pricer, "4930123", "2026-11-18T07:59:30", 40) == Decimal("0.66")
+    # 08:00 for 61 s: the connect fee 0.10, a first minute 0.60, one second at 0.30/min
+    # = 0.005; *up to 4 places.
+    assert cost(pricer, "4930123", "2026-11-18T08:00:00", 61) == Decimal("0.7050")
+
+
+def test_a_call_across_midnight_is_split_there(pricer) -> None:  # type: ignore[no-untyped-def]
+    # Friday 23:59:30 (T_DAY, DR_DAY) into Saturday (*any until 18:30: DR_EVE), 60 s:
+    # fee 0.10 + a first minute 0.60 for the first 30 s + 30 s at 0.12/min = 0.06;
+    # rounded by the rate the call starts in (*up, 4 places).
+    c = pricer.price("4930123", utc("2026-11-20T23:59:30"), 60, subject="1002")
+    assert (c.cost, [p.rate for p in c.parts]) == (Decimal("0.7600"), ["RT_DAY", "RT_EVE"])
+    # Saturday 18:30 on: T_EVE (weight 20) takes over from *any.
+    assert cost(pricer, "4930123", "2026-11-21T18:30:00", 60) == Decimal("0.12")
+
+
+def test_fallback_subjects_and_activation_times(pricer) -> None:  # type: ignore[no-untyped-def]
+    from rater.cgrates import CgratesError
+
+    # RP_STD does not price France (33), and 1002 has no fallback.
+    with pytest.raises(CgratesError) as caught:
+        pricer.price("33123", utc("2026-11-18T10:00:00"), 60, subject="1002")
+    assert caught.value.code == "UNAUTHORIZED_DESTINATION"
+    # From 19 November 1001 is on RP_FR: a minute to France, fee 0.10 + 0.60, *down.
+    c = pricer.price("33123", utc("2026-11-20T10:00:00"), 60, subject="1001")
+    assert (c.cost, c.plan, c.subject) == (Decimal("0.70"), "RP_FR", "1001")
+    # Before, on RP_STD, France falls back to 1002 (RP_STD again) and *any (none).
+    with pytest.raises(CgratesError):
+        pricer.price("33123", utc("2026-11-18T10:00:00"), 60, subject="1001")
+    # Fallbacks that lead back to each other are tried once each.
+    with pytest.raises(CgratesError) as caught:
+        pricer.price("33123", utc("2026-11-18T10:00:00"), 60, subject="3000")
+    assert caught.value.code == "UNAUTHORIZED_DESTINATION"
+    with pytest.raises(CgratesError) as caught:
+        pricer.price("4930", utc("2026-11-18T10:00:00"), 60, subject="nobody")
+    assert caught.value.code == "RATING_PLAN_NOT_FOUND"
+
+
+def test_max_cost_free_caps_the_cost(pricer) -> None:  # type: ignore[no-untyped-def]
+    # Wednesday 02:00 (*any, DR_EVE: 0.12/min, *free above 1.5): 1,000 s would be 2.00.
+    assert cost(pricer, "4930123", "2026-11-18T02:00:00", 1000) == Decimal("1.50")
+    assert cost(pricer, "4930123", "2026-11-18T02:00:00", 600) == Decimal("1.20")
+
+
+@pytest.mark.parametrize(("number", "subject", "seconds", "expected"), [
+    # RT_20CNT: 0.40 connect fee, 0.20 for the first minute, then 0.10/min by the second.
+    # 120 s: 0.40 + 0.20 + 0.10 = 0.70 exactly (CGRateS's increments give 0.7002).
+    ("1002", "1001", 120, "0.7000"),
+    ("1002", "1001", 61, "0.6017"),       # 0.60 + 1 s at 0.10/min = 0.601666..., *up
+    ("1001", "1002", 60, "0.6000"),
+    # DR_1003_MAXCOST_DISC: *disconnect limits a call's length, not its cost: 200 s at
+    # 0.01/s = 2.00 although MaxCost is 0.12.
+    ("1003", "1001", 200, "2.0000"),
+])
+def test_the_tutorial_plan(shared_data: Path, number: str, subject: str, seconds: int,
+                           expected: str) -> None:
+    from rater.cgrates import PlanPricer
+
+    pricer = PlanPricer(read_plan(shared_data / "cgrates" / "tutorial"))
+    assert pricer.price(number, utc("2014-01-15T10:00:00"), seconds,
+                        subject=subject).cost == Decimal(expected)
