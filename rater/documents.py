@@ -1,11 +1,11 @@
 """What a bill run hands over: invoice PDFs, CSV exports and the control report.
 
-An invoice's PDF is rendered from an HTML template of the package
-(``templates/invoice-default.html`` or ``invoice-extended.html``, the client's
-``invoice_template``) by WeasyPrint, which draws text with Pango and embeds
-fonts with HarfBuzz: on Debian, libpango-1.0-0, libpangoft2-1.0-0,
-libharfbuzz-subset0 and a font (fonts-dejavu-core). Rendering takes most of a
-run's time, so a run renders in parallel processes.
+An invoice's PDF is rendered from the package's HTML template
+(``templates/invoice.html``, with the facts and columns of the client's
+``invoice_template``: ``default`` or ``extended``) by WeasyPrint, which draws
+text with Pango and embeds fonts with HarfBuzz: on Debian, libpango-1.0-0,
+libpangoft2-1.0-0, libharfbuzz-subset0 and a font (fonts-dejavu-core).
+Rendering takes most of a run's time, so a run renders in parallel processes.
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ DEBIAN_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-de
 
 
 @functools.cache
-def _template(name: str) -> Template:
-    text = resources.files("rater").joinpath(f"templates/invoice-{name}.html").read_text(
-        encoding="utf-8")
-    return Template(text)
+def _template() -> Template:
+    return Template(resources.files("rater").joinpath("templates/invoice.html").read_text(
+        encoding="utf-8"))
 
 
-@functools.cache
-def _style() -> str:
-    """The stylesheet both templates share."""
-    return resources.files("rater").joinpath("templates/invoice.css").read_text(
-        encoding="utf-8")
+#: What each invoice template adds to the page: facts, line columns.
+_EXTENDED_FACTS = ("<tr><td>Client account</td><td>$client_id</td></tr>\n"
+                   "<tr><td>Subtotal before tax</td><td>$subtotal</td></tr>\n"
+                   "<tr><td>Tax</td><td>$tax</td></tr>\n")
+_HEADS = {"default": ("Description", "Calls", "Minutes", "Amount"),
+          "extended": ("Kind", "Description", "Calls", "Minutes", "Exact sum", "Amount")}
 
 
 def minutes(seconds: int) -> str:
@@ -91,9 +91,14 @@ def invoice_html(inv: Invoice, issuer: Issuer) -> str:
         "previous": inv.money(inv.previous), "payments": inv.money(inv.payments),
         "due": inv.money(inv.due),
         "notes": "".join(f'<p class="note">{e(n)}</p>' for n in notes),
-        "style": _style(),
     }
-    return _template(inv.template).substitute(values)
+    heads = _HEADS[inv.template]
+    text_columns = 2 if extended else 1
+    values["line_head"] = "".join(f"<th>{h}</th>" if i < text_columns else
+                                  f'<th class="n">{h}</th>' for i, h in enumerate(heads))
+    values["total_span"] = str(len(heads) - 1)
+    values["more_facts"] = Template(_EXTENDED_FACTS).substitute(values) if extended else ""
+    return _template().substitute(values)
 
 
 def check_renderer() -> None:
