@@ -51,7 +51,7 @@ from .errors import (
     UnknownAccount,
     UnknownClient,
 )
-from .money import NANO, to_nano
+from .money import format_nanos, to_nano
 from .numbers import normalise_number
 from .store import Store
 from .timeutil import zone
@@ -92,9 +92,7 @@ def show_amount(nanos: int) -> str:
     """An amount as a decimal string: at least 2 places, more only where they are not 0.
 
     Written from the integer (the RADIUS agent shows one in every Access-Accept)."""
-    whole, part = divmod(abs(nanos), NANO)
-    places = f"{part:09d}".rstrip("0")
-    return f"{'-' if nanos < 0 else ''}{whole}.{places:0<2}"
+    return format_nanos(nanos, 2)
 
 
 INVOICE_TEMPLATES = ("default", "extended")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .errors import DeckFileError, InvalidInstant, Problem
+from .errors import DeckFileError, InvalidInstant, Problem, Problems
 from .numbers import normalise_prefix
 from .progress import Progress
 from .tariff import MAX_SECONDS, Item, RateTable, Rounding, Stored, stored_problems
@@ -107,27 +107,7 @@ class ParsedDeck:
         return min(dates) if dates else None
 
 
-class _Problems:
-    """Collects problems; stops collecting (but keeps counting) after a limit."""
-
-    LIMIT = 50
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.items: list[Problem] = []
-        self.total = 0
-
-    def add(self, line: int, column: int | None, fld: str | None, message: str) -> None:
-        self.total += 1
-        if len(self.items) < self.LIMIT:
-            self.items.append(Problem(self.path, line, column, fld, message))
-
-    def raise_if_any(self, hint: str | None = None) -> None:
-        if self.total:
-            raise DeckFileError(self.items, total=self.total, hint=hint)
-
-
-def _read_table(path: Path, delimiter: str | None, sheet: str | None, problems: _Problems
+def _read_table(path: Path, delimiter: str | None, sheet: str | None, problems: Problems
                 ) -> tuple[Iterator[tuple[int, Sequence[Any]]], str, int | None]:
     """(line number, cells) of every record, the separator ('' for XLSX), the line count."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
@@ -160,7 +140,7 @@ def _read_table(path: Path, delimiter: str | None, sheet: str | None, problems: 
     return records(), delimiter, text.count("\n") + 1
 
 
-def _read_xlsx(path: Path, sheet: str | None, problems: _Problems
+def _read_xlsx(path: Path, sheet: str | None, problems: Problems
                ) -> tuple[Iterator[tuple[int, Sequence[Any]]], int | None]:
     import openpyxl
 
@@ -201,7 +181,7 @@ def _cell_text(value: Any) -> str:
 
 
 def _map_columns(header: Sequence[Any], columns: dict[str, str] | None, path: str,
-                 problems: _Problems) -> tuple[dict[str, int], list[str], set[str]]:
+                 problems: Problems) -> tuple[dict[str, int], list[str], set[str]]:
     """field -> column index; the ignored headers; currencies named in headers."""
     names = [_cell_text(h) for h in header]
     mapping: dict[str, int] = {}
@@ -282,7 +262,7 @@ def parse_deck(path: str | Path, table: RateTable, *, columns: dict[str, str] | 
     """Read and validate a deck file against ``table`` (its zone, profiles, rounding)."""
     p = Path(path)
     shown = str(path)
-    problems = _Problems(shown)
+    problems = Problems(shown, DeckFileError)
     if not p.is_file():
         raise DeckFileError([Problem(shown, 0, None, None, "no such file")])
     if on_duplicate not in ("error", "first", "last"):
@@ -367,7 +347,7 @@ class _LineParser:
     """
 
     def __init__(self, mapping: dict[str, int], table: RateTable, decimal_comma: bool,
-                 cells_are_values: bool, problems: _Problems) -> None:
+                 cells_are_values: bool, problems: Problems) -> None:
         self.mapping = mapping
         self.table = table
         self.tz: ZoneInfo = zone(table.timezone)
@@ -506,7 +486,7 @@ _INCREMENT = re.compile(r"\s*([0-9]+)\s*(?:/\s*([0-9]+)\s*)?")
 
 
 def _assemble(key: tuple[str, str, int | None], tiers: dict[int, tuple[int, tuple[Any, ...]]],
-              mapping: dict[str, int], problems: _Problems) -> tuple[Item | None, int]:
+              mapping: dict[str, int], problems: Problems) -> tuple[Item | None, int]:
     """One row from its lines (one per tier); the first tier's line carries the row's fields."""
     if len(tiers) == 1 and 0 in tiers:       # the common case: one line, no further tiers
         line, (_, _, dest, rate, fee, a, b, min_s, grace, cap, decimals, method,

@@ -192,6 +192,32 @@ class InputFileError(RaterError):
         super().__init__(head, hint=hint)
 
 
+class Problems:
+    """Collects an input's problems, keeping the first ``limit`` (and counting all), to
+    raise them together as ``error``."""
+
+    def __init__(self, path: str, error: type[InputFileError], limit: int = 50,
+                 hint: str | None = None) -> None:
+        self.path = path
+        self.error = error
+        self.limit = limit
+        self.hint = hint
+        self.items: list[Problem] = []
+        self.total = 0
+
+    def add(self, line: int, column: int | None, field: str | None, message: str, *,
+            file: str | None = None) -> None:
+        """A problem at ``line`` and ``column`` of the input (``file``: of another file
+        of the same input)."""
+        self.total += 1
+        if len(self.items) < self.limit:
+            self.items.append(Problem(file or self.path, line, column, field, message))
+
+    def raise_if_any(self, hint: str | None = None) -> None:
+        if self.total:
+            raise self.error(self.items, total=self.total, hint=hint or self.hint)
+
+
 class DeckFileError(InputFileError):
     """A rate deck file has problems; the previous deck stays in place."""
 

@@ -56,7 +56,7 @@ from .errors import (
     InvalidArgument,
     InvalidInstant,
     InvalidNumber,
-    Problem,
+    Problems,
     StoreError,
     UnknownTable,
 )
@@ -163,23 +163,6 @@ def _seconds(text: str) -> int | None:
     return None
 
 
-class _Problems:
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.found: list[Problem] = []
-        self.total = 0
-
-    def add(self, line: int, column: int | None, field_: str | None, message: str) -> None:
-        self.total += 1
-        if len(self.found) < MAX_PROBLEMS:
-            self.found.append(Problem(self.path, line, column, field_, message))
-
-    def raise_any(self) -> None:
-        if self.total:
-            raise CdrFileError(self.found, total=self.total,
-                               hint="fix the file and import it again: nothing was billed")
-
-
 def read_cdrs(path: Path, fmt: str, timezone: str, progress: Progress | None = None
               ) -> Received:
     """Parse and check a whole CDR file (CdrFileError naming each problem)."""
@@ -193,7 +176,8 @@ def read_cdrs(path: Path, fmt: str, timezone: str, progress: Progress | None = N
             return compiled
     instant = InstantReader(timezone)
     out = Received()
-    problems = _Problems(path)
+    problems = Problems(str(path), CdrFileError, MAX_PROBLEMS,
+                        hint="fix the file and import it again: nothing was billed")
     try:
         f = open(path, newline="", encoding="utf-8-sig", errors="surrogateescape")  # noqa: SIM115
     except OSError as exc:
@@ -207,7 +191,7 @@ def read_cdrs(path: Path, fmt: str, timezone: str, progress: Progress | None = N
         else:
             raise InvalidArgument(f"unknown CDR format {fmt!r}",
                                   hint="one of " + ", ".join(IMPORT_FORMATS))
-    problems.raise_any()
+    problems.raise_if_any()
     return out
 
 
@@ -229,7 +213,7 @@ class _Reader:
         return int(self._rows.line_num)
 
 
-def _instant(instant: InstantReader, text: str, problems: _Problems, line: int, col: int,
+def _instant(instant: InstantReader, text: str, problems: Problems, line: int, col: int,
              name: str) -> int | None:
     try:
         return instant(text)
@@ -239,7 +223,7 @@ def _instant(instant: InstantReader, text: str, problems: _Problems, line: int, 
         return None
 
 
-def _read_canonical(reader: Any, out: Received, problems: _Problems, instant: InstantReader,
+def _read_canonical(reader: Any, out: Received, problems: Problems, instant: InstantReader,
                     progress: Progress | None) -> None:
     header = next(reader, None)
     if header is None:
@@ -362,7 +346,7 @@ def utc_of_walls(local: Any, tz: str) -> Any:
 
 
 def _canonical_slow(block: list[list[str]], lines: Sequence[int], col: dict[str, int],
-                    out: Received, problems: _Problems, instant: InstantReader) -> None:
+                    out: Received, problems: Problems, instant: InstantReader) -> None:
     ci, cs, cn, cd = col["id"], col["start"], col["number"], col["duration"]
     opt = [col.get(n) for n in CANONICAL_OPTIONAL]
     width = max(col.values()) + 1
@@ -406,7 +390,7 @@ def _peer(channel: str) -> str:
     return peer.rsplit("-", 1)[0] if "-" in peer else peer
 
 
-def _read_layout(reader: Any, fmt: str, out: Received, problems: _Problems,
+def _read_layout(reader: Any, fmt: str, out: Received, problems: Problems,
                  instant: InstantReader, progress: Progress | None) -> None:
     layout = LAYOUTS[fmt]
     c_user, c_ani, c_num, c_setup = layout.username, layout.ani, layout.number, layout.start

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from .clients import Client, tax_percent
 from .errors import Conflict, InvalidArgument, InvoiceError
 from .journal import CALL_TYPES
-from .money import UNITS, format_nanos, minor_unit, round_div
+from .money import UNITS, format_nanos, minor_unit, round_signed
 from .timeutil import zone
 
 if TYPE_CHECKING:
@@ -324,17 +324,14 @@ def dates_period(client: Client, start: date, end: date) -> Period:
 def half_up(nanos: int, decimals: int) -> int:
     """``nanos`` rounded to ``decimals`` places, ties away from zero (still in nanos)."""
     unit = UNITS[decimals]
-    # Adding half a unit and flooring sends a tie up (units are even: powers of ten).
-    units = (abs(nanos) + unit // 2) // unit
-    return (units if nanos >= 0 else -units) * unit
+    return round_signed(nanos, unit, "half-up") * unit
 
 
 def tax_amount(base: int, percent: Decimal, decimals: int) -> int:
     """``percent`` of ``base`` (nanos), rounded half-up to ``decimals`` places, once."""
     scaled = int(percent.scaleb(4))            # at most 4 decimal places
     unit = UNITS[decimals]
-    units = round_div(abs(base) * scaled, 100 * 10**4 * unit, "half-up")
-    return (units if base >= 0 else -units) * unit
+    return round_signed(base * scaled, 100 * 10**4 * unit, "half-up") * unit
 
 
 # -- invoices

@@ -50,15 +50,12 @@ def format_nanos(nanos: int, decimals: int) -> str:
     """Nanos as a decimal string of at least ``decimals`` places, more only where the
     amount has them (what ``str(from_nano(nanos, decimals))`` gives, in integers)."""
     whole, part = divmod(abs(nanos), NANO)
+    sign = "-" if nanos < 0 else ""
     unit = UNITS[decimals]
     if part % unit == 0:                # the common case: a whole number of the places
-        sign = "-" if nanos < 0 else ""
         return f"{sign}{whole}.{part // unit:0{decimals}d}" if decimals else f"{sign}{whole}"
     digits = f"{part:09d}".rstrip("0")
-    if len(digits) < decimals:
-        digits += "0" * (decimals - len(digits))
-    sign = "-" if nanos < 0 else ""
-    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+    return f"{sign}{whole}.{digits:0<{decimals}}"
 
 
 def round_div(num: int, den: int, method: str) -> int:
@@ -80,6 +77,13 @@ def round_div(num: int, den: int, method: str) -> int:
             return q + (q & 1)
         return q
     raise ValueError(f"unknown rounding method {method!r}")
+
+
+def round_signed(num: int, den: int, method: str) -> int:
+    """``num / den`` rounded by ``method`` on its magnitude, its sign kept: half-up sends
+    ties away from zero (``den > 0``)."""
+    units = round_div(abs(num), den, method)
+    return units if num >= 0 else -units
 
 
 def round_fraction(amount: Fraction, decimals: int, method: str) -> Decimal:
