@@ -35,6 +35,8 @@ from .timeutil import format_instant, parse_instant, zone
 EXIT_CODES = {
     "RATER_ERROR": 1,
     "NO_RATE": 3,
+    "UNAUTHORIZED_DESTINATION": 3,
+    "RATING_PLAN_NOT_FOUND": 4,
     "UNKNOWN_TABLE": 4,
     "UNKNOWN_PROFILE": 4,
     "UNKNOWN_CLIENT": 4,

@@ -75,6 +75,18 @@ class NoRate(RaterError):
     code = "NO_RATE"
 
 
+class UnauthorizedDestination(NoRate):
+    """No rating plan of the subject (or of its fallback subjects) prices the number."""
+
+    code = "UNAUTHORIZED_DESTINATION"
+
+
+class RatingPlanNotFound(RaterError):
+    """No rating profile rates the subject at that instant."""
+
+    code = "RATING_PLAN_NOT_FOUND"
+
+
 class Conflict(RaterError):
     """The request contradicts what is stored (e.g. another currency)."""
 
