@@ -32,6 +32,7 @@ from typing import Any
 
 from .clients import Client, Registry
 from .errors import InvalidArgument, InvoiceError, RaterError
+from .files import replacing
 from .invoices import Basis, Invoice, Invoicing, Period, dates_period, month_period
 from .ledger import Ledger
 from .progress import Progress
@@ -392,10 +393,8 @@ class BillRuns:
                     run.exceptions.append(RunException(inv.client, inv.client_name,
                                                        "sepa-not-ready", exc.message))
                 continue
-            target = out / f"sepa-{documents.safe_name(name)}.xml"
-            part = target.with_name(target.name + ".part")
-            part.write_bytes(xml)
-            part.replace(target)
+            with replacing(out / f"sepa-{documents.safe_name(name)}.xml") as f:
+                f.write(xml)
 
     def _email(self, run: BillRun, invoices: list[Invoice], mail: MailSettings) -> None:
         from .mail import send_invoices

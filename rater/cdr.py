@@ -28,7 +28,6 @@ import csv
 import io
 import mmap
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -36,11 +35,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, cast
 
 from ._engine import Engine
 from .engine import Deck, rate_arrays
-from .errors import CdrFileError, FileError, InvalidInstant, InvalidNumber, Problem
+from .errors import CdrFileError, InvalidInstant, InvalidNumber, Problem
+from .files import replacing
 from .money import from_nano
 from .numbers import normalise_number
 from .progress import Progress
@@ -137,21 +137,8 @@ def _output(out: str | Path | None) -> Iterator[BinaryIO]:
         yield sys.stdout.buffer
         sys.stdout.flush()
         return
-    target = Path(out)
-    # Beside the target, so that the rename is atomic; created as open() would (0666
-    # less the umask), not private as mkstemp makes it.
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise FileError(f"cannot write {target}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with replacing(Path(out)) as f:
+        yield cast(BinaryIO, f)
 
 
 def rate_file(deck: Deck, path: str | Path, out: str | Path | None = None, *,

@@ -24,6 +24,7 @@ from string import Template
 from typing import Any
 
 from .errors import RenderError
+from .files import replacing
 from .invoices import Invoice, Issuer
 
 DEBIAN_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core"
@@ -118,9 +119,8 @@ def render_pdf(page: str, target: Path) -> Path:
     check_renderer()
     import weasyprint
 
-    part = target.with_name(target.name + ".part")
-    weasyprint.HTML(string=page).write_pdf(part)
-    os.replace(part, target)
+    with replacing(target) as f:
+        weasyprint.HTML(string=page).write_pdf(f)
     return target
 
 
@@ -160,7 +160,7 @@ LINE_CSV = ("invoice_id", "number", "client", "position", "kind", "description",
 
 def write_csv(path: Path, invoices: Sequence[Invoice]) -> None:
     """invoices.csv at ``path``."""
-    with _replacing(path) as f:
+    with replacing(path, text=True) as f:
         w = csv.writer(f)
         w.writerow(INVOICE_CSV)
         for inv in invoices:
@@ -173,7 +173,7 @@ def write_csv(path: Path, invoices: Sequence[Invoice]) -> None:
 
 def write_lines_csv(path: Path, invoices: Sequence[Invoice]) -> None:
     """invoice-lines.csv at ``path`` (the invoices must carry their lines)."""
-    with _replacing(path) as f:
+    with replacing(path, text=True) as f:
         w = csv.writer(f)
         w.writerow(LINE_CSV)
         for inv in invoices:
@@ -182,25 +182,6 @@ def write_lines_csv(path: Path, invoices: Sequence[Invoice]) -> None:
                             ln.description, ln.destination or "", ln.calls,
                             minutes(ln.seconds), "" if ln.exact is None else
                             inv.money(ln.exact), inv.money(ln.amount)])
-
-
-class _replacing:
-    """A text file written beside its target and moved into place when complete."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.part = path.with_name(path.name + ".part")
-
-    def __enter__(self) -> Any:
-        self.f = open(self.part, "w", newline="", encoding="utf-8")
-        return self.f
-
-    def __exit__(self, kind: object, *exc: object) -> None:
-        self.f.close()
-        if kind is None:
-            os.replace(self.part, self.path)
-        else:
-            self.part.unlink(missing_ok=True)
 
 
 CONTROL_COLUMNS = ("Invoice number", "Account", "Client", "Currency", "Total billed",
@@ -241,6 +222,5 @@ def write_control_report(path: Path, title: str, rows: list[list[Any]]) -> None:
             sums[i] += r[4 + i]
     for currency, sums in sorted(totals.items()):
         ws.append(["Total", None, None, currency, *sums, None])
-    part = path.with_name(path.name + ".part")
-    wb.save(part)
-    os.replace(part, path)
+    with replacing(path) as f:
+        wb.save(f)
