@@ -33,7 +33,15 @@ from typing import Any
 from .clients import Client, Registry
 from .errors import InvalidArgument, InvoiceError, RaterError
 from .files import replacing
-from .invoices import Basis, Invoice, Invoicing, Period, dates_period, month_period
+from .invoices import (
+    Basis,
+    Invoice,
+    Invoicing,
+    Period,
+    dates_period,
+    month_period,
+    parse_month,
+)
 from .ledger import Ledger
 from .progress import Progress
 from .settings import MailSettings
@@ -56,8 +64,13 @@ REASONS = {
 }
 RUNS_DIR = "bill-runs"
 #: Where documents are written in the data directory (backed up with it): each run's
-#: output, and the PDFs of re-issued invoices that had none.
+#: output, and the PDFs made outside a run for invoices that had none.
 DOCUMENT_DIRS = (RUNS_DIR, "invoices")
+
+
+def pdf_dir(store: Store, inv: Invoice) -> Path:
+    """Where an invoice's PDF goes when no run made one: beside its period's others."""
+    return store.data_dir / DOCUMENT_DIRS[1] / inv.period.replace("/", "_")
 
 
 @dataclass
@@ -137,8 +150,7 @@ def period_text(month: str | None, since: str | None, until: str | None) -> str:
     if month is not None:
         if since is not None or until is not None:
             raise InvalidArgument("--period or --from/--to, not both")
-        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-            raise InvalidArgument(f"--period {month!r}: a month YYYY-MM")
+        parse_month(month)
         return month
     if since is None or until is None:
         raise InvalidArgument("--period YYYY-MM, or --from DATE --to DATE")
@@ -203,6 +215,7 @@ class BillRuns:
             "SELECT id FROM bill_runs ORDER BY id")]
 
     def _state(self, run: BillRun, state: str, **more: Any) -> None:
+        assert state in STATES, state
         run.state = state
         sets = ["state = ?"]
         values: list[Any] = [state]
@@ -214,8 +227,10 @@ class BillRuns:
             db.execute(f"UPDATE bill_runs SET {', '.join(sets)} WHERE id = ?",
                        (*values, run.id))
 
-    def _exception(self, run: BillRun, client: Client, code: str, message: str) -> None:
-        run.exceptions.append(RunException(client.id, client.name, code, message))
+    @staticmethod
+    def _exception(run: BillRun, client: int, name: str, code: str, message: str) -> None:
+        assert code in REASONS, code
+        run.exceptions.append(RunException(client, name, code, message))
 
     # -- running
 
@@ -280,27 +295,28 @@ class BillRuns:
         inv = self.invoicing
         chosen: dict[int, tuple[Client, Period, Basis, Any]] = {}
         clients = run.selection.pick(self.registry)
+        issuers = {i.name: i for i in inv.issuers()}
         for client in clients:
             try:
                 period = run.period_of(client)
-                issuer = inv.issuer_of(client)
+                issuer = inv.issuer_of(client, issuers)
             except InvoiceError as exc:
-                self._exception(run, client, "no-issuer", exc.message)
+                self._exception(run, client.id, client.name, "no-issuer", exc.message)
                 continue
             except RaterError as exc:
-                self._exception(run, client, "error", exc.message)
+                self._exception(run, client.id, client.name, "error", exc.message)
                 continue
             basis = inv.basis(client.id)
             if basis.end_at >= period.end_at:
-                self._exception(run, client, "already-invoiced",
+                self._exception(run, client.id, client.name, "already-invoiced",
                                 f"invoice #{basis.invoice} covers {period.label}")
                 continue
             if basis.end_at > period.start_at:
-                self._exception(run, client, "period-overlaps",
+                self._exception(run, client.id, client.name, "period-overlaps",
                                 f"invoice #{basis.invoice} ends after {period.start}")
                 continue
             if run.mode == "production" and period.end_at > now:
-                self._exception(run, client, "period-not-ended",
+                self._exception(run, client.id, client.name, "period-not-ended",
                                 f"{period.label} ends {period.end} ({client.timezone}); "
                                 f"pre-production may rehearse it")
                 continue
@@ -314,7 +330,7 @@ class BillRuns:
                 c = chosen.get(d.client)
                 if c and d.start_at == c[1].start_at and d.end_at == c[1].end_at \
                         and inv.still_follows(d, c[2]) and not inv.claimed_since(d):
-                    keep[d.client] = inv.invoice(str(d.id))            # with its lines
+                    keep[d.client] = inv.by_id(d.id)                   # with its lines
         scanned = inv.scan({cid: (p, b) for cid, (_, p, b, _) in chosen.items()
                             if cid not in keep}, through)
         empty = 0
@@ -335,14 +351,14 @@ class BillRuns:
                         empty += 1
                         continue
                     if run.mode == "production":
-                        inv.issue(db, draft, client, issuer, now)
+                        inv.issue(db, draft, client, issuer, basis, now)
                     draft.run = run.id
                     made.append(draft)
                 except Exception as exc:
                     db.execute("ROLLBACK TO SAVEPOINT client")
                     message = exc.message if isinstance(exc, RaterError) else \
                         f"{type(exc).__name__}: {exc}"
-                    self._exception(run, client, "error", message)
+                    self._exception(run, client.id, client.name, "error", message)
                 finally:
                     db.execute("RELEASE SAVEPOINT client")
         made.sort(key=lambda i: i.id)
@@ -360,8 +376,7 @@ class BillRuns:
             raise RaterError(f"cannot write the run's output into {out}: {exc}") from None
         if pdf:
             for inv, error in render_pdfs(self.invoicing, invoices, out / "pdf", processes):
-                run.exceptions.append(RunException(inv.client, inv.client_name,
-                                                   "render-failed", error))
+                self._exception(run, inv.client, inv.client_name, "render-failed", error)
         documents.write_csv(out / "invoices.csv", invoices)
         documents.write_lines_csv(out / "invoice-lines.csv", invoices)
         previous = {int(r[0]): int(r[1]) for r in self.ledger.db.execute(
@@ -390,8 +405,8 @@ class BillRuns:
                                         f"RATER-RUN-{run.id}-{k}", datetime.now(UTC))
             except InvoiceError as exc:
                 for inv in batch:
-                    run.exceptions.append(RunException(inv.client, inv.client_name,
-                                                       "sepa-not-ready", exc.message))
+                    self._exception(run, inv.client, inv.client_name, "sepa-not-ready",
+                                    exc.message)
                 continue
             with replacing(out / f"sepa-{documents.safe_name(name)}.xml") as f:
                 f.write(xml)
@@ -406,7 +421,7 @@ class BillRuns:
         for inv, error in sent:
             if error is not None:
                 code = "email-failed" if inv.details.get("email") and inv.pdf else "no-email"
-                run.exceptions.append(RunException(inv.client, inv.client_name, code, error))
+                self._exception(run, inv.client, inv.client_name, code, error)
 
 
 def render_pdfs(invoicing: Invoicing, invoices: list[Invoice], target: Path,

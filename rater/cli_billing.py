@@ -392,7 +392,7 @@ def cmd_balance_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .journal import Journal
+    from .journal import Journal, last_number
     from .ledger import Ledger, has_ledger
 
     with _open(args) as store:
@@ -402,8 +402,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             with Ledger(store) as led:
                 problems += led.check()
                 with store.read() as txn:
-                    last = store.journal.last(txn)
-                ledger = (led.position, int.from_bytes(last, "big") if last else 0)
+                    ledger = (led.position, last_number(store, txn))
     for p in problems:
         print(p)
     if problems:

@@ -12,12 +12,22 @@ from typing import Any
 from .cli import _open, _print_json, _table
 from .errors import InvalidArgument
 from .invoices import DEFAULT_PATTERN, SHOWN_STATES, Invoice, Invoicing, Issuer
-from .ledger import Ledger
+
+# The ledger (and sqlite3) is imported by the commands that use it, not by every `rater`.
+
+
+@contextmanager
+def _ledger(args: argparse.Namespace) -> Iterator[Any]:
+    """The data directory's store and ledger."""
+    from .ledger import Ledger
+
+    with _open(args) as store, Ledger(store) as ledger:
+        yield store, ledger
 
 
 @contextmanager
 def _invoicing(args: argparse.Namespace) -> Iterator[Invoicing]:
-    with _open(args) as store, Ledger(store) as ledger:
+    with _ledger(args) as (_, ledger):
         yield Invoicing(ledger)
 
 
@@ -138,11 +148,9 @@ def cmd_invoice_send(args: argparse.Namespace) -> int:
         if found.number is None:
             raise InvoiceError(f"{found.name} is a draft; only an issued invoice is sent")
         if found.pdf is None:                # made by a run without PDFs: render it now
-            from .billrun import DOCUMENT_DIRS, render_pdfs
+            from .billrun import pdf_dir, render_pdfs
 
-            target = inv.ledger.store.data_dir / DOCUMENT_DIRS[1] / found.period.replace(
-                "/", "_")
-            failed = render_pdfs(inv, [found], target, 1)
+            failed = render_pdfs(inv, [found], pdf_dir(inv.ledger.store, found), 1)
             if failed:
                 raise InvoiceError(f"invoice {found.name} has no PDF: {failed[0][1]}")
         [(_, error)] = send_invoices(mail, [(found, inv.issuer(found.issuer))])
@@ -171,7 +179,7 @@ def cmd_invoice_void(args: argparse.Namespace) -> int:
 def cmd_invoice_reissue(args: argparse.Namespace) -> int:
     import time
 
-    from .billrun import DOCUMENT_DIRS, render_pdfs
+    from .billrun import pdf_dir, render_pdfs
     from .clients import Registry
     from .errors import InvoiceError
 
@@ -200,8 +208,7 @@ def cmd_invoice_reissue(args: argparse.Namespace) -> int:
         failed = []
         if not args.no_pdf:
             for old, new in made:
-                where = Path(old.pdf).parent if old.pdf else (
-                    store.data_dir / DOCUMENT_DIRS[1] / new.period.replace("/", "_"))
+                where = Path(old.pdf).parent if old.pdf else pdf_dir(store, new)
                 failed += render_pdfs(inv, [new], where, args.processes)
         shown = [{"old": old.number, **new.to_json()} for old, new in made]
     if args.json:
@@ -228,7 +235,7 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     mail = _mail(args) if args.email else None
     if mail is not None and (args.mode != "production" or args.no_pdf):
         raise InvalidArgument("--email goes with --mode production and PDFs")
-    with _open(args) as store, Ledger(store) as ledger:
+    with _ledger(args) as (store, ledger):
         runs = BillRuns(store, ledger)
         run = runs.create(args.mode, period, selection,
                           Path(args.output_dir).resolve() if args.output_dir else None)
@@ -253,7 +260,7 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
 def cmd_billing_runs(args: argparse.Namespace) -> int:
     from .billrun import BillRuns
 
-    with _open(args) as store, Ledger(store) as ledger:
+    with _ledger(args) as (store, ledger):
         runs = BillRuns(store, ledger)
         found = [runs.get(args.id)] if args.id is not None else runs.runs()
         shown = [r.to_json(runs.invoicing.invoices(run=r.id) if args.id is not None
@@ -277,7 +284,7 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
                         args.at, args.timezone, args.mode,
                         Selection(args.clients or None, args.tag, args.billing_day),
                         email=args.email, pdf=not args.no_pdf)
-    with _open(args) as store, Ledger(store) as ledger:
+    with _ledger(args) as (store, ledger):
         Schedules(BillRuns(store, ledger)).add(schedule)
     when = "every day" if args.daily else f"on day {args.monthly} of every month"
     print(f"schedule {args.name}: a {args.mode} run {when} at {args.at} ({args.timezone})")
@@ -287,7 +294,7 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
 def cmd_schedule_list(args: argparse.Namespace) -> int:
     from .billrun import BillRuns, Schedules
 
-    with _open(args) as store, Ledger(store) as ledger:
+    with _ledger(args) as (store, ledger):
         found = Schedules(BillRuns(store, ledger)).schedules()
     if args.json:
         _print_json([s.to_json() for s in found])
@@ -301,7 +308,7 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
 def cmd_schedule_delete(args: argparse.Namespace) -> int:
     from .billrun import BillRuns, Schedules
 
-    with _open(args) as store, Ledger(store) as ledger:
+    with _ledger(args) as (store, ledger):
         Schedules(BillRuns(store, ledger)).delete(args.name)
     print(f"schedule {args.name} deleted")
     return 0
@@ -322,11 +329,11 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _: stopping.append(signum))
     if not args.once:
-        with _open(args) as store, Ledger(store) as ledger:
+        with _ledger(args) as (store, ledger):
             count = len(Schedules(BillRuns(store, ledger)).schedules())
         print(f"scheduler: {count} schedule(s), looking every {args.every:g} s", flush=True)
     while True:
-        with _open(args) as store, Ledger(store) as ledger:
+        with _ledger(args) as (store, ledger):
             for schedule, outcome in Schedules(BillRuns(store, ledger)).run_due(
                     int(time.time()), mail):
                 if isinstance(outcome, BillRun):

@@ -125,15 +125,21 @@ def iban_valid(iban: str) -> bool:
     return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
 
 
+def check_account(iban: str | None, bic: str | None) -> None:
+    """A bank account: the IBAN by its check digits, the BIC by its form (None: not
+    given)."""
+    if iban is not None and not iban_valid(iban):
+        raise InvalidArgument(f"IBAN {iban!r} is not valid (country, check digits, account; "
+                              f"no spaces)")
+    if bic is not None and not BIC.fullmatch(bic):
+        raise InvalidArgument(f"BIC {bic!r}: 8 or 11 letters and digits")
+
+
 def check_mandate(mandate: dict[str, str]) -> None:
     """A SEPA Direct Debit mandate: IBAN, BIC, its reference and the date it was signed."""
     if set(mandate) != {"iban", "bic", "id", "date"}:
         raise InvalidArgument("a SEPA mandate has an IBAN, a BIC, an id and a date")
-    if not iban_valid(mandate["iban"]):
-        raise InvalidArgument(f"IBAN {mandate['iban']!r} is not valid (country, check "
-                              f"digits, account; no spaces)")
-    if not BIC.fullmatch(mandate["bic"]):
-        raise InvalidArgument(f"BIC {mandate['bic']!r}: 8 or 11 letters and digits")
+    check_account(mandate["iban"], mandate["bic"])
     if not MANDATE_ID.fullmatch(mandate["id"]):
         raise InvalidArgument(f"mandate id {mandate['id']!r}: 1 to 35 letters, digits or "
                               f"+?/-:().,' and space")

@@ -16,7 +16,6 @@ import html
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from datetime import date, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -75,7 +74,6 @@ def invoice_html(inv: Invoice, issuer: Issuer) -> str:
                      f"{mandate['iban'][:4]}…{mandate['iban'][-4:]}, mandate "
                      f"{mandate['id']} of {mandate['date']}.")
     kind = "Credit note" if inv.kind == "credit-note" else "Invoice"
-    last = (date.fromisoformat(inv.end_date) - timedelta(days=1)).isoformat()
     values = {
         "title": e(f"{kind} {inv.name}"), "heading": kind,
         "number": e(inv.number or f"(draft #{inv.id}: to verify)"),
@@ -84,7 +82,7 @@ def invoice_html(inv: Invoice, issuer: Issuer) -> str:
         "client_name": e(inv.client_name), "client_id": str(inv.client),
         "client_address": e(details.get("address") or ""),
         "client_vat": e(f"VAT id {details['vat_id']}" if details.get("vat_id") else ""),
-        "period_first": inv.start_date, "period_last": last,
+        "period_first": inv.start_date, "period_last": inv.last_day,
         "issue_date": inv.issue_date or "(not issued)",
         "due_date": inv.due_date or "(not issued)", "currency": e(inv.currency),
         "lines": "\n".join(rows), "subtotal": inv.money(inv.subtotal),

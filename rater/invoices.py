@@ -37,6 +37,7 @@ currencies, 0 for JPY, 3 for KWD: :func:`rater.money.minor_unit`). The rule:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -59,9 +60,7 @@ if TYPE_CHECKING:
 ADJUSTMENT_TYPES = ("manual-charge", "manual-credit", "promotional-credit")
 #: Movements that are the statement's payments.
 PAYMENT_TYPES = ("manual-payment", "ecommerce-payment", "capture", "refund", "ecommerce-refund")
-LINE_KINDS = ("usage", "late", "adjustment", "recurring", "one-off", "tax")
-#: Stored states; ``overdue`` is an issued invoice past its due date, shown so when read.
-STATES = ("draft", "issued", "paid", "void")
+#: The states shown; ``overdue`` is an issued invoice past its due date, stored as issued.
 SHOWN_STATES = ("draft", "issued", "overdue", "paid", "void")
 DEFAULT_PATTERN = "INV-{yyyy}-{seq:06}"
 
@@ -141,7 +140,7 @@ SCHEMA = (
         revision INTEGER NOT NULL,
         replaces BIGINT,
         replaced_by BIGINT)""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS invoices_number ON invoices (issuer, number)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS invoices_number ON invoices (number, issuer)",
     # Pre-production replaces a client's draft of a period: never two.
     "CREATE UNIQUE INDEX IF NOT EXISTS invoices_one_draft ON invoices (client, start_at) "
     "WHERE state = 'draft'",
@@ -244,7 +243,7 @@ class Issuer:
     bic: str | None = None
 
     def check(self) -> None:
-        from .clients import _NAME, BIC, VAT_ID, iban_valid
+        from .clients import _NAME, VAT_ID, check_account
 
         if not _NAME.fullmatch(self.name):
             raise InvalidArgument(f"issuer name {self.name!r}: 1 to 80 characters, no comma")
@@ -254,10 +253,7 @@ class Issuer:
             raise InvalidArgument(f"issuer VAT id {self.vat_id!r}: a country code and 2 to "
                                   f"12 letters or digits")
         check_pattern(self.pattern)
-        if self.iban is not None and not iban_valid(self.iban):
-            raise InvalidArgument(f"issuer IBAN {self.iban!r} is not valid")
-        if self.bic is not None and not BIC.fullmatch(self.bic):
-            raise InvalidArgument(f"issuer BIC {self.bic!r}: 8 or 11 letters and digits")
+        check_account(self.iban, self.bic)
         if self.creditor_id is not None and not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{1,31}",
                                                                self.creditor_id):
             raise InvalidArgument(f"SEPA creditor id {self.creditor_id!r}: country, check "
@@ -304,12 +300,17 @@ def _midnight(d: date, tz: str) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=zone(tz)).timestamp())
 
 
+def parse_month(text: str) -> tuple[int, int]:
+    """(year, month) of ``YYYY-MM``."""
+    m = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])", text)
+    if m is None:
+        raise InvalidArgument(f"--period {text!r}: a month YYYY-MM")
+    return int(m[1]), int(m[2])
+
+
 def month_period(client: Client, month: str) -> Period:
     """The client's period that starts in ``month`` (YYYY-MM) on its billing day."""
-    m = re.fullmatch(r"(\d{4})-(\d{2})", month)
-    if m is None or not 1 <= int(m.group(2)) <= 12:
-        raise InvalidArgument(f"--period {month!r}: a month YYYY-MM")
-    start = date(int(m.group(1)), int(m.group(2)), client.billing_day)
+    start = date(*parse_month(month), client.billing_day)
     return dates_period(client, start, _add_month(start))
 
 
@@ -404,6 +405,11 @@ class Invoice:
         return self.state
 
     @property
+    def last_day(self) -> str:
+        """The last day of its period (YYYY-MM-DD)."""
+        return (date.fromisoformat(self.end_date) - timedelta(days=1)).isoformat()
+
+    @property
     def name(self) -> str:
         """Its number, or ``draft #ID`` before it has one."""
         return self.number or f"draft #{self.id}"
@@ -411,7 +417,7 @@ class Invoice:
     def money(self, nanos: int) -> str:
         return format_nanos(nanos, self.decimals)
 
-    @property
+    @functools.cached_property
     def details(self) -> dict[str, Any]:
         """What the client's record said when the invoice was made (address, VAT id...)."""
         parsed: dict[str, Any] = json.loads(self.client_details)
@@ -421,7 +427,7 @@ class Invoice:
         d: dict[str, Any] = {
             "id": self.id, "number": self.number, "client": self.client_name,
             "period": self.period, "start": self.start_date,
-            "end": (date.fromisoformat(self.end_date) - timedelta(days=1)).isoformat(),
+            "end": self.last_day,
             "currency": self.currency, "subtotal": self.money(self.subtotal),
             "tax": self.money(self.tax), "total": self.money(self.total),
             "previous_balance": self.money(self.previous),
@@ -582,16 +588,19 @@ class Invoicing:
         return [_issuer(r) for r in self.db.execute(
             f"SELECT {_ISSUER_COLUMNS} FROM issuers ORDER BY name")]
 
-    def issuer_of(self, client: Client) -> Issuer:
-        """The client's issuer, else the default one."""
+    def issuer_of(self, client: Client, issuers: dict[str, Issuer] | None = None) -> Issuer:
+        """The client's issuer, else the default one (``issuers``: all of them, read
+        once by the caller)."""
+        issuers = {i.name: i for i in self.issuers()} if issuers is None else issuers
         if client.issuer is not None:
-            return self._issuer(self.db, client.issuer)
-        row = self.db.execute(f"SELECT {_ISSUER_COLUMNS} FROM issuers WHERE is_default = 1"
-                              ).fetchone()
-        if row is None:
+            if client.issuer not in issuers:
+                raise InvoiceError(f"no issuer {client.issuer!r}", hint="rater issuer list")
+            return issuers[client.issuer]
+        default = [i for i in issuers.values() if i.default]
+        if not default:
             raise InvoiceError("no issuer: the client names none and there is no default",
                                hint="rater issuer add NAME --address ...")
-        return _issuer(row)
+        return default[0]
 
     # -- reading invoices
 
@@ -612,8 +621,7 @@ class Invoicing:
         conds: list[str] = []
         params: list[Any] = []
         if period is not None:
-            if not re.fullmatch(r"\d{4}-\d{2}", period):
-                raise InvalidArgument(f"--period {period!r}: a month YYYY-MM")
+            parse_month(period)
             conds.append("start_date LIKE ?")
             params.append(period + "-%")
         if client is not None:
@@ -630,6 +638,13 @@ class Invoicing:
         if state is not None:
             found = [inv for inv in found if inv.shown_state == state]
         return found
+
+    def by_id(self, iid: int) -> Invoice:
+        """An invoice, with its lines, by its id."""
+        found = self._invoices("WHERE id = ?", (iid,), lines=True)
+        if not found:
+            raise InvoiceError(f"no invoice #{iid}", hint="rater invoice list")
+        return found[0]
 
     def invoice(self, which: str) -> Invoice:
         """An invoice by its number, or by its id (a draft has no number)."""
@@ -766,13 +781,10 @@ class Invoicing:
         inv.issued_at, inv.issue_date = now, day.isoformat()
         inv.due_date = (day + timedelta(days=client.payment_terms_days)).isoformat()
 
-    def issue(self, db: Any, inv: Invoice, client: Client, issuer: Issuer, now: int) -> str:
-        """Number a draft and mark it issued, in ``db``'s open transaction."""
-        basis = self.basis(client.id)
-        if not self.still_follows(inv, basis):
-            raise InvoiceError(f"draft #{inv.id} follows an invoice that is no longer the "
-                               f"client's last, or a re-issue changed its previous balance; "
-                               f"run pre-production again")
+    def issue(self, db: Any, inv: Invoice, client: Client, issuer: Issuer, basis: Basis,
+              now: int) -> str:
+        """Number a draft that follows ``basis`` (the client's last invoice: see
+        :meth:`still_follows`) and mark it issued, in ``db``'s open transaction."""
         self._number(db, inv, client, issuer, now)
         # The first movement this invoice leaves for the next: the next scan starts there.
         left = db.execute("SELECT MIN(entry) FROM movements WHERE client = ? AND date >= ? "
@@ -864,7 +876,7 @@ class Invoicing:
         next invoice. Returns the invoices made or changed."""
         self.post_pending()                  # settled before it changes
         self.ledger.tail()                   # the corrections rerating just wrote
-        inv = self.invoice(str(inv.id))      # as it stands, with its lines
+        inv = self.by_id(inv.id)             # as it stands, with its lines
         if inv.kind != "invoice" or inv.state not in ("issued", "paid") or inv.replaced_by:
             raise InvoiceError(f"invoice {inv.name} is {inv.state}"
                                + (" and replaced" if inv.replaced_by else "")
@@ -966,7 +978,7 @@ class Invoicing:
         with self.ledger.transaction() as db:
             db.execute("UPDATE invoices SET state = 'paid', paid_at = ? WHERE id = ?",
                        (int(time.time()) if now is None else now, inv.id))
-        return self.invoice(str(inv.id))
+        return self.by_id(inv.id)
 
     def void(self, which: str, now: int | None = None) -> Invoice:
         """Void an issued invoice (its items go on the client's next invoice) or delete a
@@ -992,7 +1004,7 @@ class Invoicing:
             db.execute("DELETE FROM claimed WHERE invoice = ?", (inv.id,))
             db.execute("UPDATE carried SET taken_by = NULL WHERE taken_by = ?", (inv.id,))
         self.post_pending()
-        return self.invoice(str(inv.id))
+        return self.by_id(inv.id)
 
     def record_deliveries(self, sent: Sequence[tuple[Invoice, str | None]],
                           now: int | None = None) -> None:

@@ -200,6 +200,12 @@ def add_move(sums: dict[int, list[int]], e: Entry) -> None:
         s[1] += e.amount
 
 
+def last_number(store: Store, txn: Any) -> int:
+    """The number of the journal's last entry (0: none yet)."""
+    last = store.journal.last(txn)
+    return int.from_bytes(last, "big") if last else 0
+
+
 def append(store: Store, txn: Any, entries: list[Entry]) -> int:
     """Write ``entries`` (numbered here) and move their clients' balances, in ``txn``.
 
@@ -219,8 +225,7 @@ def append_packed(store: Store, txn: Any, packed: list[bytes],
     """Write packed entries after the last one and add ``deltas`` (client -> live, fixed
     change) to the balances, in ``txn``; the caller's deltas must be those of the entries.
     """
-    last = store.journal.last(txn)
-    first = (int.from_bytes(last, "big") + 1) if last else 1
+    first = last_number(store, txn) + 1
     from . import _ingest
 
     # Not putmulti(append=True): the journal shares the main database with other spaces.

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from .clients import show_amount
 from .errors import CheckFailed, StoreError
-from .journal import INVOICE_TYPES, Entry, add_move, iter_entries
+from .journal import INVOICE_TYPES, Entry, add_move, iter_entries, last_number
 from .progress import Progress
 from .store import Store
 
@@ -305,8 +305,7 @@ class Ledger:
         taken = 0
         while True:
             with self.store.read() as txn:
-                last = self.store.journal.last(txn)
-                end = int.from_bytes(last, "big") if last else 0
+                end = last_number(self.store, txn)
                 start = self.position
                 if start > end:
                     # A ledger of another history: a restored data directory beside a

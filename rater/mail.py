@@ -23,18 +23,18 @@ def sender(settings: MailSettings) -> str:
     return settings.sender or f"billing@{socket.getfqdn()}"
 
 
-def invoice_message(inv: Invoice, issuer: Issuer, settings: MailSettings) -> EmailMessage:
+def invoice_message(inv: Invoice, issuer: Issuer, from_address: str) -> EmailMessage:
     """The message: a short text and the invoice's PDF attached."""
     to = inv.details.get("email")
     if not to or not inv.pdf:
         raise ValueError("no billing e-mail" if not to else "no PDF")
     kind = "Credit note" if inv.kind == "credit-note" else "Invoice"
     msg = EmailMessage()
-    msg["From"] = f"{issuer.name} <{sender(settings)}>"
+    msg["From"] = f"{issuer.name} <{from_address}>"
     msg["To"] = to
     msg["Subject"] = f"{kind} {inv.name} for {inv.period}"
     msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(domain=sender(settings).rpartition("@")[2])
+    msg["Message-ID"] = make_msgid(domain=from_address.rpartition("@")[2])
     msg.set_content(
         f"Dear {inv.client_name},\n\n"
         f"please find attached {kind.lower()} {inv.name} for {inv.period}: "
@@ -50,15 +50,13 @@ def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]
                   ) -> list[tuple[Invoice, str | None]]:
     """Send each invoice; returns (invoice, None) when the server took it, else the
     reason it was not sent."""
-    results: list[tuple[Invoice, str | None]] = []
-    messages = []
-    for inv, issuer in batch:
-        try:
-            messages.append((inv, invoice_message(inv, issuer, settings)))
-        except (ValueError, OSError) as exc:
-            results.append((inv, str(exc)))
-    if not messages:
+    results: list[tuple[Invoice, str | None]] = [
+        (inv, "no billing e-mail" if not inv.details.get("email") else "no PDF")
+        for inv, _ in batch if not (inv.details.get("email") and inv.pdf)]
+    ready = [(inv, issuer) for inv, issuer in batch if inv.details.get("email") and inv.pdf]
+    if not ready:
         return results
+    from_address = sender(settings)          # a name lookup, when not configured: once
     try:
         server: smtplib.SMTP
         if settings.tls == "ssl":
@@ -71,7 +69,13 @@ def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]
                 server.starttls(context=ssl.create_default_context())
             if settings.username:
                 server.login(settings.username, settings.password or "")
-            for inv, msg in messages:
+            for inv, issuer in ready:
+                # Each message made as it is sent: one PDF in memory at a time.
+                try:
+                    msg = invoice_message(inv, issuer, from_address)
+                except OSError as exc:
+                    results.append((inv, f"cannot read its PDF: {exc}"))
+                    continue
                 try:
                     server.send_message(msg)
                     results.append((inv, None))
@@ -83,5 +87,5 @@ def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]
     except (OSError, smtplib.SMTPException) as exc:
         done = {inv.id for inv, _ in results}
         reason = f"SMTP {settings.host}:{settings.port}: {exc}"
-        results += [(inv, reason) for inv, _ in messages if inv.id not in done]
+        results += [(inv, reason) for inv, _ in ready if inv.id not in done]
     return results

@@ -137,6 +137,8 @@ class Metrics:
 
     def read_store(self, store: Store, force: bool = False) -> None:
         """Set the store's gauges (at most every STORE_EVERY seconds)."""
+        from .journal import last_number
+
         now = time.monotonic()
         if not force and now - self._read_at < STORE_EVERY:
             return
@@ -153,7 +155,7 @@ class Metrics:
                 self.deck_version.labels(name).set(record.get("version", 0))
                 self.deck_bytes.labels(name).set(0 if blob is None else len(blob))
             calls = sum(msgpack.unpackb(raw)[0] for _, raw in store.calls_load.items(txn))
-            last = store.journal.last(txn)
+            last = last_number(store, txn)
         self.calls_up.set(calls)
-        self.journal.set(int.from_bytes(last, "big") if last else 0)
+        self.journal.set(last)
 
