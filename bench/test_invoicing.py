@@ -108,15 +108,18 @@ def fresh(source: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.mark.benchmark(group="bill_run")
 def test_production_run(benchmark, fresh) -> None:  # type: ignore[no-untyped-def]
+    lines: list[int] = []
+
     def run(data: Path) -> None:
         with Store(data) as store, Ledger(store) as ledger:
             runs = BillRuns(store, ledger)
             done = runs.execute(runs.create("production", "2026-10", Selection()), pdf=False)
             assert done.state == "completed", done.exceptions[:3]
             assert done.results["issued"] == CLIENTS
+            lines.append(ledger.db.execute("SELECT COUNT(*) FROM invoice_lines").fetchone()[0])
 
     benchmark.pedantic(run, setup=fresh, rounds=3, iterations=1)
-    items(benchmark, CLIENTS, calls=CALLS, unit="invoices")
+    items(benchmark, CLIENTS, calls=CALLS, unit="invoices", lines=lines[-1])
 
 
 @pytest.mark.benchmark(group="bill_run")
@@ -143,6 +146,7 @@ def pages(source: Path, tmp_path_factory: pytest.TempPathFactory):  # type: igno
         runs.execute(runs.create("pre-production", "2026-10", Selection(names)), pdf=False)
         issuer = runs.invoicing.issuers()[0]
         drafts = runs.invoicing.invoices(state="draft", lines=True)
+        assert len(drafts) == PDFS
         return data, [invoice_html(d, issuer) for d in drafts]
 
 
@@ -151,7 +155,8 @@ def _render(pages, processes: int) -> None:  # type: ignore[no-untyped-def]
     out = data / "pdf"
     out.mkdir(exist_ok=True)
     jobs = [(i, page, str(out / f"{i}.pdf")) for i, page in enumerate(html)]
-    assert all(path for _, path, _ in render_many(jobs, processes))
+    done = list(render_many(jobs, processes))
+    assert len(done) == PDFS and all(path and not error for _, path, error in done)
 
 
 @pytest.mark.benchmark(group="pdf")

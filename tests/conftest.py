@@ -197,3 +197,13 @@ def postgres_db(postgres: str) -> str:
     with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"{postgres}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """A ledger of each kind: None for the data directory's SQLite file, else a new
+    PostgreSQL database's URL (RATER_LEDGER from the environment set aside)."""
+    monkeypatch.delenv("RATER_LEDGER", raising=False)
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_db"))

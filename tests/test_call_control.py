@@ -6,6 +6,7 @@ Times are given explicitly (``now``), so expiry is tested without waiting.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -227,11 +228,23 @@ def test_a_batch_decides_as_one_call_after_another(control: CallControl, store: 
 def test_group_sync_wait_returns_once_a_sync_covers_the_commit(tmp_path: Path) -> None:
     store = Store(tmp_path / "data", StorageConfig(sync=False))
     group = GroupSync(store, 0.001)
+    began: list[float] = []
+    real = group.sync
+
+    def sync() -> None:                      # the thread's: note when each one began
+        began.append(time.monotonic())
+        real()
+
+    group.sync = sync  # type: ignore[method-assign]
     try:
         store.write(lambda txn: store.meta.put(txn, b"probe", b"1"))
         made = time.monotonic()
-        group.wait(made)                     # asks for the sync itself
-        assert group.synced > made
+        waiter = threading.Thread(target=group.wait, args=(made,))
+        waiter.start()
+        waiter.join(30)
+        assert not waiter.is_alive(), "wait() never returned"
+        # It returned because a sync that began after the commit ended.
+        assert began and max(began) > made and group.synced > made
     finally:
         group.close()
         store.close()

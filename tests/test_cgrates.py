@@ -265,3 +265,14 @@ def test_the_tutorial_plan(shared_data: Path, number: str, subject: str, seconds
     pricer = PlanPricer(read_plan(shared_data / "cgrates" / "tutorial"))
     assert pricer.price(number, utc("2014-01-15T10:00:00"), seconds,
                         subject=subject).cost == Decimal(expected)
+
+
+def test_the_drift_the_docs_describe() -> None:
+    """docs/cgrates.md's example: CGRateS rounds each 1 s increment of 0.10/min up to 5
+    places before adding (0.00167 each, 0.1002 a minute); rater adds exactly."""
+    from decimal import ROUND_UP
+
+    increment = (Decimal("0.1") / 60).quantize(Decimal("0.00001"), rounding=ROUND_UP)
+    assert increment == Decimal("0.00167")
+    assert Decimal("0.4") + Decimal("0.2") + 60 * increment == Decimal("0.7002")
+    assert Fraction("0.4") + Fraction("0.2") + 60 * Fraction(1, 600) == Fraction(7, 10)

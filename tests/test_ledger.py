@@ -42,12 +42,10 @@ def calls(tmp_path: Path, name: str, rows: list[tuple[str, int]]) -> Path:
     return write(tmp_path / f"{name}.csv", "\n".join(lines) + "\n")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest) -> str | None:
-    """The ledger: the data directory's SQLite file (None), or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return None
-    return str(request.getfixturevalue("postgres_db"))
+@pytest.fixture
+def url(ledger_url: str | None) -> str | None:
+    """The ledger these tests open: conftest's ledger_url, by a shorter name."""
+    return ledger_url
 
 
 def agrees(store: Store, led: Ledger) -> None:
@@ -101,6 +99,23 @@ def test_two_tailers_at_once_take_each_entry_once(store: Store, tmp_path: Path,
         journal.post(CLIENTS[k % 3], "manual-payment", "1.00", key=f"p{k}")
     monkeypatch.setattr(ledger_module, "BATCH", 4)
     errors: list[BaseException] = []
+    # Both tailers read position 0 and meet before writing their first batch: one of
+    # them must find the position moved and read again from there.
+    met = threading.Barrier(2, timeout=30)
+    first = threading.local()
+    refused: list[int] = []
+    real_take = Ledger._take
+
+    def take(self: Ledger, batch: list) -> bool:  # type: ignore[type-arg]
+        if not getattr(first, "met", False):
+            first.met = True
+            met.wait()
+        taken = real_take(self, batch)
+        if not taken:
+            refused.append(batch[0].number)
+        return taken
+
+    monkeypatch.setattr(Ledger, "_take", take)
 
     def tail() -> None:
         try:
@@ -114,6 +129,7 @@ def test_two_tailers_at_once_take_each_entry_once(store: Store, tmp_path: Path,
         t.start()
     for t in threads:
         t.join()
+    assert refused and refused[0] == 1         # the second tailer's first batch
     with Ledger(store, url) as led:
         led.tail()
         agrees(store, led)
