@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -115,6 +113,27 @@ class Batch:
     @property
     def matched(self) -> npt.NDArray[np.bool_]:
         return self.cost_nanos >= 0
+
+
+class _Using:
+    """The context of :meth:`Deck.using`: a plain class, as it is on every rating call
+    (a generator-based one costs more than the hold itself)."""
+
+    __slots__ = ("_deck",)
+
+    def __init__(self, deck: Deck) -> None:
+        self._deck = deck
+
+    def __enter__(self) -> Engine:
+        self._deck.store.gate.shared.__enter__()
+        try:
+            return self._deck.engine
+        except BaseException:
+            self._deck.store.gate.shared.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._deck.store.gate.shared.__exit__(*exc)
 
 
 class Deck:
@@ -223,11 +242,10 @@ class Deck:
             raise InvalidArgument(f"deck {self.name} is closed")
         return self._engine
 
-    @contextmanager
-    def using(self) -> Iterator[Engine]:
-        """The engine, with the store's gate held shared: no resize while it is used."""
-        with self.store.gate.shared:
-            yield self.engine
+    def using(self) -> _Using:
+        """``with deck.using() as engine``: the engine, with the store's gate held shared
+        (no resize while it is used)."""
+        return _Using(self)
 
     @property
     def currency(self) -> str:

@@ -70,6 +70,9 @@ class Tally:
 
     def __init__(self, requests: Any, latency: Any, outcomes: Any) -> None:
         self._children = (requests, latency, outcomes)
+        self._reset()
+
+    def _reset(self) -> None:
         self._count = 0
         self._sum = 0.0
         self._buckets = [0] * (len(BUCKETS) + 1)
@@ -92,9 +95,7 @@ class Tally:
         for i, n in enumerate(self._buckets):
             if n:
                 latency._buckets[i].inc(n)
-        self._count = 0
-        self._sum = 0.0
-        self._buckets = [0] * (len(BUCKETS) + 1)
+        self._reset()
 
 
 class Metrics:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from . import audit
 from .errors import ConfigError, InvalidArgument, UnknownNas
-from .settings import NasEntry, _check_codes, nas_network, nas_secret
+from .settings import NasEntry, Settings, _check_codes, nas_network, nas_secret
 from .store import Store
 
 
@@ -87,7 +87,6 @@ class Nas(NamedTuple):
     """A NAS entry as the agent uses it, worked out once per table: its secret as bytes,
     and the h323-return-code of each outcome (its own over the config's), as text."""
 
-    entry: NasEntry
     secret: bytes
     codes: dict[str, str]
 
@@ -98,16 +97,16 @@ class NasTable:
     def __init__(self, entries: list[NasEntry], return_codes: dict[str, int]) -> None:
         self._nets = sorted(
             ((ipaddress.ip_network(e.network),
-              Nas(e, e.secret.encode(),
+              Nas(e.secret.encode(),
                   {k: str(v) for k, v in {**return_codes, **e.return_codes}.items()}))
              for e in entries),
             key=lambda x: -x[0].prefixlen)
         self._cache: dict[str, Nas | None] = {}
 
     @classmethod
-    def of(cls, store: Store, configured: tuple[NasEntry, ...],
-           return_codes: dict[str, int]) -> NasTable:
-        """The stored and configured entries, with the config's return codes."""
+    def of(cls, store: Store, settings: Settings) -> NasTable:
+        """The stored entries and the config's, with the config's return codes."""
+        configured, return_codes = settings.nas, settings.return_codes
         mine = stored(store)
         both = {e.network for e in mine} & {e.network for e in configured}
         if both:

@@ -19,7 +19,6 @@ from rater.clients import Client, Registry
 from rater.decks import Decks
 from rater.journal import Journal
 from rater.radius.control import CallControl
-from rater.radius.server import free_ports
 from rater.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,6 +171,8 @@ def postgres() -> Iterator[str]:
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if prefix:
         shutil.chown(root, "postgres")
+    from rater.radius.server import free_ports
+
     (port,) = free_ports("127.0.0.1", [socket.SOCK_STREAM])
     subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(root / "db"), "-U", "rater",
                     "--auth=trust", "-E", "UTF8", "--no-sync"],

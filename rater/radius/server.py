@@ -145,7 +145,7 @@ class Worker:
         #: Held while the call control decides: the gRPC threads share it.
         self.lock = threading.Lock()
         self._nas_generation = nas_generation(self.store)
-        self.nas = NasTable.of(self.store, settings.nas, settings.return_codes)
+        self.nas = NasTable.of(self.store, settings)
         self._stop = False
         self._reload = False
         self.auth = self._bind(settings.auth_port)
@@ -286,8 +286,7 @@ class Worker:
         if generation != self._nas_generation:
             self._nas_generation = generation
             try:
-                self.nas = NasTable.of(self.store, self.settings.nas,
-                                       self.settings.return_codes)
+                self.nas = NasTable.of(self.store, self.settings)
             except ConfigError as exc:
                 log.error("worker %d: NAS entries not reloaded: %s", self.number, exc)
         with self.lock:
@@ -296,7 +295,7 @@ class Worker:
     def _reread(self) -> None:
         try:
             settings = load(self.config_path, self.overrides)
-            nas = NasTable.of(self.store, settings.nas, settings.return_codes)
+            nas = NasTable.of(self.store, settings)
         except ConfigError as exc:
             log.error("worker %d: config not reloaded: %s", self.number, exc)
             return
@@ -489,7 +488,7 @@ def serve(settings: Settings, data_dir: Path, config_path: str | None = None,
     settings = replace(settings, **chosen)
     # Errors in the NAS entries are found before any worker starts.
     with Store(data_dir, settings.storage) as store:
-        nas = NasTable.of(store, settings.nas, settings.return_codes)
+        nas = NasTable.of(store, settings)
     metrics_dir = None
     if settings.metrics_enabled:
         metrics_dir = Path(tempfile.mkdtemp(prefix="rater-metrics-"))
