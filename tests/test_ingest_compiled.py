@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rater import _ingest, ingest
+from rater.errors import CdrFileError, Problems
 from rater.timeutil import parse_instant, zone
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York"]
@@ -101,7 +102,7 @@ def cdr_files(draw: Any, odd: bool = True) -> tuple[Path, str]:
 def by_record(path: Path, tz: str) -> tuple[ingest.Received, int]:
     """What the record-by-record reader reads, and how many problems it finds."""
     out = ingest.Received()
-    problems = ingest._Problems(path)
+    problems = Problems(str(path), CdrFileError)
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         ingest._read_canonical(ingest._Reader(f), out, problems, ingest.InstantReader(tz), None)
     return out, problems.total
