@@ -94,8 +94,10 @@ cdef inline int wall_seconds(const uint8_t* s, Py_ssize_t n, int64_t* out) noexc
         return -1
     cdef int64_t y = c1 * 100 + c2
     cdef int mdays = 31
-    if y < 1900 or y > 2200:
-        return -1                   # outside what rater stores: the slow reader names it
+    if y < 1970 or y > 2200:
+        # outside what rater stores (the slow reader names it); from 1970 on no wall
+        # is negative, so -1 can stand for a missing setup
+        return -1
     if mo == 2:
         mdays = 29 if ((y % 4 == 0 and y % 100 != 0) or y % 400 == 0) else 28
     elif mo == 4 or mo == 6 or mo == 9 or mo == 11:

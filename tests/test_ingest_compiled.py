@@ -165,7 +165,10 @@ def test_compiled_reader_handles_the_import_of_a_plain_file(tmp_path: Path) -> N
 @pytest.mark.parametrize("text", ['id,start,number,duration\n"a",2026-01-01 00:00:00,1,1\n',
                                   "id,start,number,duration\r\na,2026-01-01 00:00:00,1,1\r\n",
                                   "id,start,number,duration\na,2026-01-01 00:00:00,1,1\n\n",
-                                  "start,number,duration\n2026-01-01 00:00:00,1,1\n", ""])
+                                  "start,number,duration\n2026-01-01 00:00:00,1,1\n", "",
+                                  # a wall before 1970 is not taken for a missing setup
+                                  "id,start,number,duration,setup\n"
+                                  "a,2026-01-01 00:00:00,1,1,1969-12-31 00:00:00\n"])
 def test_compiled_reader_hands_back_what_it_does_not_read(tmp_path: Path, text: str) -> None:
     path = tmp_path / "c.csv"
     path.write_text(text, newline="")
