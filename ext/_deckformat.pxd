@@ -22,6 +22,7 @@ cdef enum:
     LANES = 16              # calls walked through the trie together by the batch paths
     FORMAT_VERSION = 1
     FLAG_SPLIT = 1          # price each increment by the row in force when it starts
+    FLAG_CUT = 2            # with FLAG_SPLIT: cut the call where the row changes and at midnight
     MAX_DIGITS = 32
     MAX_RAW = 128           # longest raw number before normalisation
     NODE_NROWS = 0x7fff     # Node.nrows: how many rows the prefix has
@@ -151,5 +152,6 @@ ctypedef struct Deck:
     const uint32_t* dest_index
     const char* dest_bytes
     int split
+    int cut
 
 

@@ -354,6 +354,26 @@ cdef inline void record_charge(Charges* c, int64_t row, uint32_t tier, int64_t f
         c.truncated = True
 
 
+cdef int64_t next_cut(const Deck* d, const uint8_t* digits, int n, int64_t start,
+                      int64_t t, int64_t r, int64_t r0, int64_t until,
+                      int64_t* next_row) noexcept nogil:
+    """Cut mode: the first call second after t, before until, where the call is cut (the
+    row in force changes, or it is midnight on the wall clock), or INF; next_row: the row
+    from there."""
+    cdef int64_t b = start + t, rr
+    cdef int pl
+    while True:
+        b = next_boundary(d, b)
+        if b - start >= until:
+            return INF
+        rr = find_row(d, digits, n, start, b, &pl)
+        if rr < 0:
+            rr = r0
+        if rr != r or floordiv(b + tz_offset(d, b), 86400) * 86400 == b + tz_offset(d, b):
+            next_row[0] = rr
+            return b - start
+
+
 cdef int64_t price_row(const Deck* d, const uint8_t* digits, int n, int64_t start,
                        int64_t r0, int64_t duration, int64_t* billed,
                        Charges* charges) noexcept nogil:
@@ -367,18 +387,25 @@ cdef int64_t price_row(const Deck* d, const uint8_t* digits, int n, int64_t star
         return 0
     cdef int64_t dd = duration if duration > row.min_duration else row.min_duration
     cdef int64_t t = 0, seg_end = INF, lim, tier_end, cnt, inc
-    cdef int64_t r = r0, rr
+    cdef int64_t over = 0           # cut mode: seconds billed past the ends of parts
+    cdef int64_t r = r0, rr, nr = r0
     cdef rt_i128 num = 0
     cdef uint32_t k, last
     cdef const Row* cur
     cdef int pl
-    if d.split:
+    if d.cut:
+        seg_end = next_cut(d, digits, n, start, 0, r0, r0, dd, &nr)
+    elif d.split:
         seg_end = next_boundary(d, start) - start
     while t < dd:
         if t >= seg_end:
-            rr = find_row(d, digits, n, start, start + t, &pl)
-            r = rr if rr >= 0 else r0
-            seg_end = next_boundary(d, start + t) - start
+            if d.cut:
+                r = nr
+                seg_end = next_cut(d, digits, n, start, t, r, r0, dd, &nr)
+            else:
+                rr = find_row(d, digits, n, start, start + t, &pl)
+                r = rr if rr >= 0 else r0
+                seg_end = next_boundary(d, start + t) - start
         cur = &d.rows[r]
         last = cur.tier_start + cur.tier_count - 1
         k = last
@@ -396,7 +423,10 @@ cdef int64_t price_row(const Deck* d, const uint8_t* digits, int n, int64_t star
         if charges != NULL:
             record_charge(charges, r, k, t, cnt)
         t += cnt * inc
-    billed[0] = t
+        if d.cut and t > seg_end:   # the part's last increment is billed whole; the next
+            over += t - seg_end     # part starts where the call was cut
+            t = seg_end
+    billed[0] = t + over
     num += <rt_i128>row.connect_fee * d.h.denominator
     cdef int64_t q = POW10[9 - row.decimals]
     cdef rt_i128 cost = round_div(num, <rt_i128>q * d.h.denominator, row.method) * q
@@ -832,7 +862,8 @@ cdef class Engine:
         self.deck.tz_offset = <const int32_t*>(base + h.off_tz_offset)
         self.deck.dest_index = <const uint32_t*>(base + h.off_dest_index)
         self.deck.dest_bytes = <const char*>(base + h.off_dest_bytes)
-        self.deck.split = (h.flags & FLAG_SPLIT) != 0 and h.n_profiles > 0
+        self.deck.cut = (h.flags & FLAG_CUT) != 0
+        self.deck.split = ((h.flags & FLAG_SPLIT) != 0 and h.n_profiles > 0) or self.deck.cut
 
     # -- facts
 

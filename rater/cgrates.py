@@ -33,7 +33,7 @@ import bisect
 import csv
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -53,8 +53,8 @@ from .errors import (
 )
 from .money import MAX_DECIMALS, round_fraction
 from .numbers import normalise_number, normalise_prefix
-from .tariff import Tier
-from .timeutil import parse_instant, zone
+from .tariff import MAX_WEIGHT, RateRow, RateTable, Rounding, Tier, TimeProfile
+from .timeutil import parse_instant, transitions, zone
 
 FILES = ("Destinations.csv", "Rates.csv", "DestinationRates.csv", "Timings.csv",
          "RatingPlans.csv", "RatingProfiles.csv")
@@ -496,62 +496,71 @@ class PlanPricer:
 
     def _price_plan(self, profile: RatingProfile, digits: str, at: int, seconds: int
                     ) -> Costed | None:
-        # The longest prefix the plan prices (*any: ""); every line of it a candidate.
         table = self._by_prefix[profile.plan]
-        prefix = next((digits[:k] for k in range(len(digits), -1, -1)
-                       if digits[:k] in table), None)
-        if prefix is None:
+        first = self._choose(table, digits, at)
+        if first is None:
             return None
-        candidates = table[prefix]
-        timings = {line.timing: self.plan.timings[line.timing] for line, _ in candidates}
         parts: list[Part] = []
-        first: DestinationRate | None = None
-        for a, b in itertools.pairwise(self._cuts(at, seconds, timings.values())):
-            chosen = self._choose(candidates, timings, datetime.fromtimestamp(at + a, self.tz))
-            if chosen is None:
-                return None
-            line, dr = chosen
-            first = first or dr
+        chosen = first
+        a = 0
+        for b, nxt in self._cuts(table, digits, at, seconds, first):
             if b > a:
-                parts.append(self._part(a, b, line, dr))
-        assert first is not None
-        fee = self.plan.rates[first.rate].connect_fee
+                parts.append(self._part(a, b, *chosen[1]))
+            a, chosen = b, nxt
+        prefix, (_, dr) = first
+        fee = self.plan.rates[dr.rate].connect_fee if seconds > 0 else Decimal(0)
         exact = Fraction(fee) + sum((p.cost for p in parts), Fraction(0))
-        if first.max_cost_strategy == "*free" and first.max_cost > 0:
-            exact = min(exact, Fraction(first.max_cost))
-        cost = round_fraction(exact, first.decimals, first.method)
+        if dr.max_cost_strategy == "*free" and dr.max_cost > 0:
+            exact = min(exact, Fraction(dr.max_cost))
+        cost = round_fraction(exact, dr.decimals, dr.method)
         return Costed(cost, exact, fee, profile.subject, profile.plan, prefix or ANY,
                       tuple(parts))
 
-    def _cuts(self, at: int, seconds: int, timings: Iterable[Timing]) -> list[int]:
-        """0, each call second where a midnight or a start time of ``timings`` falls
-        (wall clock of the plan's zone), and the call's end."""
-        starts = sorted({0} | {t.start for t in timings if t.start is not None})
-        inner: set[int] = set()
-        day = datetime.fromtimestamp(at, self.tz).date()
-        while datetime.combine(day, dtime(0), self.tz).timestamp() < at + seconds:
-            for sod in starts:
-                t = int(datetime.combine(day, dtime(sod // 3600, sod % 3600 // 60, sod % 60),
-                                         self.tz).timestamp())
-                if at < t < at + seconds:
-                    inner.add(t - at)
-            day += timedelta(days=1)
-        return [0, *sorted(inner), seconds]
-
-    def _choose(self, candidates: list[Candidate], timings: dict[str, Timing],
-                local: datetime) -> Candidate | None:
-        """The candidate with the highest weight whose timing holds at ``local``: it is on
-        that day, and it is the latest of the day's timings to have started (a timing
-        holds until a later-starting one takes over, or the day ends)."""
+    def _choose(self, table: dict[str, list[Candidate]], digits: str, t: int
+                ) -> tuple[str, Candidate] | None:
+        """The longest prefix of ``digits`` (*any: "") with a line holding at ``t``, and
+        that line: of the lines whose timing is on that day and has started, the one
+        that started last (a timing holds until a later-starting one takes over, or the
+        day ends), then the one of highest weight, then the first."""
+        local = datetime.fromtimestamp(t, self.tz)
         sod = local.hour * 3600 + local.minute * 60 + local.second
-        started = [t.start for t in timings.values()
-                   if t.start is not None and t.start <= sod and t.on(local)]
-        if not started:
-            return None
-        latest = max(started)
-        holding = [c for c in candidates
-                   if timings[c[0].timing].start == latest and timings[c[0].timing].on(local)]
-        return max(holding, key=lambda c: c[0].weight) if holding else None
+        for k in range(len(digits), -1, -1):
+            best: Candidate | None = None
+            for c in table.get(digits[:k], ()):
+                timing = self.plan.timings[c[0].timing]
+                if timing.start is None or timing.start > sod or not timing.on(local):
+                    continue
+                if best is None or (timing.start, c[0].weight) > (
+                        self.plan.timings[best[0].timing].start, best[0].weight):
+                    best = c
+            if best is not None:
+                return digits[:k], best
+        return None
+
+    def _cuts(self, table: dict[str, list[Candidate]], digits: str, at: int, seconds: int,
+              first: tuple[str, Candidate]) -> list[tuple[int, tuple[str, Candidate]]]:
+        """Where the call is cut (seconds from its start; its end last) and what prices
+        the part from there: cut at each wall-clock midnight, and where the line in force
+        changes (a part where the number has none is priced as the call's start)."""
+        end = at + seconds
+        starts = {0} | {t.start for t in self.plan.timings.values() if t.start is not None}
+        instants = {a for a in transitions(self.plan.timezone)[0] if at < a < end}
+        day = datetime.fromtimestamp(at, self.tz).date() - timedelta(days=1)
+        while datetime.combine(day, dtime(0), self.tz).timestamp() < end + 86400:
+            for sod in starts:
+                for fold in (0, 1):          # a wall-clock time that comes twice
+                    wall = dtime(sod // 3600, sod // 60 % 60, sod % 60, fold=fold)
+                    instants.add(int(datetime.combine(day, wall, self.tz).timestamp()))
+            day += timedelta(days=1)
+        out: list[tuple[int, tuple[str, Candidate]]] = []
+        current = first
+        for t in sorted(i for i in instants if at < i < end):
+            now = self._choose(table, digits, t) or first
+            if now != current or datetime.fromtimestamp(t, self.tz).time() == dtime(0):
+                out.append((t - at, now))
+                current = now
+        out.append((seconds, current))
+        return out
 
     def _part(self, a: int, b: int, line: PlanLine, dr: DestinationRate) -> Part:
         """Seconds [a, b) of the call by ``dr``'s rate: each stretch in the tier of its
@@ -568,3 +577,100 @@ class PlanPricer:
             cost += Fraction(tier.price) * steps * tier.increment_s / tier.unit_s
             pos += steps * tier.increment_s
         return Part(a, b, pos - a, cost, line.destination_rates, dr.destination, dr.rate)
+
+
+# -- a plan as rate tables
+
+
+@dataclass
+class PlanTable:
+    """A RatingPlan as a rate table (``cut`` mode: parts priced as CGRateS prices them) and
+    its rows; ``disconnect``: for each profile (plan line), the MaxCost of the
+    destinations it rates with ``*disconnect`` (the call's allowed cost, for
+    authorization)."""
+
+    table: RateTable
+    rows: list[RateRow]
+    disconnect: dict[str, dict[str, Decimal]]
+
+
+#: Rows of ``*any`` stand at each first digit, ranked below the plan's own prefixes.
+ANY_PREFIXES = tuple("0123456789")
+
+
+def rate_tables(plan: TariffPlan, currency: str, source: str = "") -> list[PlanTable]:
+    """Each RatingPlan of ``plan`` as a rate table of the same name, in ``currency``.
+
+    A plan line becomes a time profile (its timing: the days it holds, from its
+    start time to midnight) whose weight ranks it as CGRateS does: real
+    destinations above ``*any``, then the later start time (a later timing takes
+    over), then the higher weight, then the line written first. Raises
+    TariffPlanError when a plan cannot be a table.
+    """
+    problems = Problems(source, TariffPlanError)
+    weights = sorted({line.weight for lines in plan.plans.values() for line in lines})
+    rank = {w: i for i, w in enumerate(weights)}
+    if 2 * 86400 * max(len(weights), 1) > MAX_WEIGHT:
+        problems.add(0, 4, "Weight", f"{len(weights)} different weights; rater ranks at "
+                                     f"most {MAX_WEIGHT // (2 * 86400)}", file="RatingPlans.csv")
+    out: list[PlanTable] = []
+    for plan_id, lines in plan.plans.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", plan_id):
+            problems.add(0, 1, "Id", f"plan {plan_id!r} cannot name a rate table: up to 64 "
+                                     f"letters, digits, _ . : -", file="RatingPlans.csv")
+            continue
+        profiles: dict[str, TimeProfile] = {}
+        names: dict[tuple[PlanLine, bool], str] = {}
+        rows: dict[tuple[str, str], RateRow] = {}
+        disconnect: dict[str, dict[str, Decimal]] = {}
+        for line in lines:
+            timing = plan.timings[line.timing]
+            if timing.start is None:                  # *asap: not for rating
+                continue
+            for dr in plan.destination_rates[line.destination_rates]:
+                any_ = dr.destination == ANY
+                name = names.get((line, any_), "")
+                if not name:
+                    # Its destination rates and timing, as a profile name may hold them.
+                    base = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{line.destination_rates}."
+                                  f"{line.timing}{'.any' * any_}".replace("*", ""))
+                    name, n = base, 2
+                    while name in profiles:
+                        name, n = f"{base}-{n}", n + 1
+                    names[(line, any_)] = name
+                    profiles[name] = TimeProfile(
+                        name, weight=(((0 if any_ else 86400) + timing.start) * len(weights)
+                                      + rank[line.weight]) if weights else 0,
+                        days=frozenset(d - 1 for d in timing.weekdays or range(1, 8)),
+                        windows=((timing.start, 86400),) if timing.start else (),
+                        years=timing.years or frozenset(), months=timing.months or frozenset(),
+                        month_days=timing.month_days or frozenset())
+                rate = plan.rates[dr.rate]
+                cap = dr.max_cost if dr.max_cost_strategy == "*free" and dr.max_cost > 0 \
+                    else None
+                if cap is not None and cap != round_fraction(Fraction(cap), dr.decimals, "down"):
+                    problems.add(0, 6, "MaxCost", f"destination rates {line.destination_rates}: "
+                                                  f"MaxCost {cap} has more places than its "
+                                                  f"RoundingDecimals {dr.decimals}",
+                                 file="DestinationRates.csv")
+                    continue
+                if dr.max_cost_strategy == "*disconnect" and dr.max_cost > 0:
+                    disconnect.setdefault(name, {})[dr.destination] = dr.max_cost
+                for prefix in ANY_PREFIXES if any_ else plan.destinations[dr.destination]:
+                    # A prefix listed twice for one line: the first stands, as in CGRateS.
+                    rows.setdefault((prefix, name), RateRow(
+                        prefix=prefix, tiers=rate.tiers, destination=dr.destination,
+                        profile=name, connect_fee=rate.connect_fee, cap=cap,
+                        rounding=Rounding(dr.decimals, dr.method)))
+        for row in rows.values():
+            for what, message in row.problems(Rounding()):
+                problems.add(0, None, what, f"plan {plan_id}, destination {row.destination}: "
+                                            f"{message}", file="Rates.csv")
+        first = plan.destination_rates[lines[0].destination_rates][0]
+        table = RateTable(name=plan_id, currency=currency, timezone=plan.timezone,
+                          rounding=Rounding(first.decimals, first.method),
+                          profile_boundary="cut", profiles=profiles)
+        out.append(PlanTable(table, list(rows.values()), disconnect))
+    problems.raise_if_any()
+    return out
+

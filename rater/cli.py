@@ -378,21 +378,74 @@ def cmd_profile_delete(args: argparse.Namespace) -> int:
 
 # -- rating
 
+def cmd_deck_import_cgrates(args: argparse.Namespace) -> int:
+    from .rating_profiles import import_plan
+
+    with _open(args, create=True) as store:
+        report = import_plan(store, args.folder, args.timezone, args.currency)
+    for w in report.warnings:
+        print(f"rater: warning: {args.folder}/{w}", file=sys.stderr)
+    if args.json:
+        _print_json(report.to_json())
+        return 0
+    for p in report.plans:
+        state = f"version {p.version}" if p.changed else f"unchanged (version {p.version})"
+        print(f"table {p.table}: {state}, {p.rows} rows, {p.profiles} time profiles")
+    print(f"{report.rating_profiles} rating profiles")
+    return 0
+
+
 def cmd_rate(args: argparse.Namespace) -> int:
+    try:
+        return _rate(args)
+    except RaterError as exc:
+        if not args.json:
+            raise
+        _print_json({"error": exc.code, "message": exc.message})
+        return EXIT_CODES.get(exc.code, 1)
+
+
+def _rate(args: argparse.Namespace) -> int:
     from .engine import Deck
 
-    with _open(args) as store, Deck(store, args.table) as deck:
-        explained = deck.explain(args.number, args.at, args.duration, args.tech_prefix)
+    extra: dict[str, Any] = {}
+    with _open(args) as store:
+        if args.subject is not None:
+            from .rating_profiles import RatingProfiles
+
+            if args.tech_prefix:
+                raise InvalidArgument("--tech-prefix is for --table")
+            rated = RatingProfiles(store).rate(
+                args.number, args.at, args.duration, subject=args.subject, tenant=args.tenant,
+                category=args.category)
+            explained = rated.explained
+            extra = {"tenant": args.tenant, "category": args.category,
+                     "subject": args.subject, "rated_as": rated.subject, "plan": rated.plan}
+            if rated.max_duration is not None:
+                extra["max_duration"] = rated.max_duration
+            table = rated.plan
+        else:
+            table = args.table
+        with Deck(store, table) as deck:
+            if args.subject is None:
+                explained = deck.explain(args.number, args.at, args.duration,
+                                         args.tech_prefix)
+            tz = deck.tz
     call = explained.call
     tiers = [{"destination": c.destination, "from_second": c.from_s,
               "increments": c.increments, "increment": c.increment_s, "seconds": c.seconds,
               "price": str(c.price), "unit": c.unit_s} for c in explained.charges]
-    out = call.to_json(deck.tz)
+    out = call.to_json(tz)
     out["connect_fee"] = str(explained.connect_fee)
     out["tiers"] = tiers
+    out.update(extra)
     if args.json:
         _print_json(out)
         return 0
+    if extra:
+        print(f"{extra['tenant']}:{extra['category']}:{extra['subject']} rated by plan "
+              f"{extra['plan']}" + (f" (as {extra['rated_as']})"
+                                    if extra["rated_as"] != extra["subject"] else ""))
     print(f"{call.number} -> {call.prefix} {call.destination} (table {call.table})")
     print(f"  start     {out['start']}")
     print(f"  duration  {call.duration_s} s, billed {call.billed_seconds} s")
@@ -406,6 +459,8 @@ def cmd_rate(args: argparse.Namespace) -> int:
     if explained.connect_fee:
         print(f"  connect   {explained.connect_fee}")
     print(f"  cost      {call.cost} {call.currency}")
+    if "max_duration" in extra:
+        print(f"  allowed   {extra['max_duration']} s (MaxCost, *disconnect)")
     return 0
 
 
@@ -455,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "(default half-up)")
         sp.add_argument("--profile-boundary", choices=PROFILE_BOUNDARY_MODES,
                         help="a call crossing a time-profile boundary is priced at its "
-                             "start, or split there (default start)")
+                             "start, split there, or cut there and at midnight "
+                             "(default start)")
 
     sp = command(sub, "demo", cmd_demo, "import a sample deck, rate sample calls, show them")
 
@@ -478,6 +534,16 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(default: the file's earliest date, else now)")
     sp.add_argument("--on-duplicate", choices=("error", "first", "last"), default="error",
                     help="a prefix twice for the same date and profile (default error)")
+    sp.add_argument("--json", action="store_true")
+
+    sp = command(deck, "import-cgrates", cmd_deck_import_cgrates,
+                 "import a CGRateS tariff plan folder: a table per RatingPlan, and the "
+                 "rating profiles")
+    sp.add_argument("folder")
+    sp.add_argument("--timezone", default="UTC",
+                    help="IANA zone of its timings and activation times (default UTC)")
+    sp.add_argument("--currency", default="XXX",
+                    help="ISO 4217 code of its amounts (default XXX: no currency named)")
     sp.add_argument("--json", action="store_true")
 
     sp = command(deck, "create", cmd_deck_create, "create an empty rate table")
@@ -533,11 +599,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("table")
     sp.add_argument("profile")
 
-    sp = command(sub, "rate", cmd_rate, "price one call")
+    sp = command(sub, "rate", cmd_rate, "price one call, by a table or through the rating "
+                                        "profiles")
     sp.add_argument("number")
-    sp.add_argument("--table", required=True)
+    by = sp.add_mutually_exclusive_group(required=True)
+    by.add_argument("--table")
+    by.add_argument("--subject", help="price through the rating profiles of this subject "
+                                      "(from `rater deck import-cgrates`)")
+    sp.add_argument("--tenant", default="cgrates.org", help="with --subject (default "
+                                                            "cgrates.org)")
+    sp.add_argument("--category", default="call", help="with --subject (default call)")
     sp.add_argument("--at", help="start, ISO 8601 (default now); without an offset, in the "
-                                 "table's time zone")
+                                 "table's time zone (with --subject: the import's)")
     sp.add_argument("--duration", type=int, default=60, help="seconds (default 60)")
     sp.add_argument("--tech-prefix", default="", help="cut this from the number first")
     sp.add_argument("--json", action="store_true")

@@ -169,9 +169,11 @@ def compile_rows(table: RateTable, items: Iterable[Item]) -> Compiled:
     windows: list[tuple[int, int]] = []
     dates: list[int] = []
     for i, prof in enumerate(table.profiles.values()):
-        days = sorted({days_from_civil(d.year, d.month, d.day) for d in prof.dates})
-        profiles[i] = (sum(1 << d for d in prof.days), len(windows), len(prof.windows),
-                       len(dates), len(days), 0)
+        only = prof.only_on()
+        days = [] if only is None else [days_from_civil(d.year, d.month, d.day) for d in only]
+        # A profile limited to days of which none is left never holds: no weekday.
+        weekdays = 0 if only == [] else sum(1 << d for d in prof.days)
+        profiles[i] = (weekdays, len(windows), len(prof.windows), len(dates), len(days), 0)
         windows.extend(sorted(prof.windows))
         dates.extend(days)
 
@@ -185,7 +187,8 @@ def compile_rows(table: RateTable, items: Iterable[Item]) -> Compiled:
     dest_bytes = b"".join(names)
 
     blob = fmt.pack(
-        {"flags": fmt.FLAG_SPLIT if table.profile_boundary == "split" else 0,
+        {"flags": {"start": 0, "split": fmt.FLAG_SPLIT,
+                   "cut": fmt.FLAG_SPLIT | fmt.FLAG_CUT}[table.profile_boundary],
          "denominator": denominator, "n_nodes": len(nodes), "n_rows": len(rows_arr),
          "n_tiers": len(tiers_arr), "n_profiles": len(profiles), "n_windows": len(windows),
          "n_dates": len(dates), "n_transitions": len(at), "n_destinations": len(names),

@@ -26,6 +26,7 @@ import numpy as np
 MAGIC = b"RATERDK\0"
 FORMAT_VERSION = 1
 FLAG_SPLIT = 1
+FLAG_CUT = 2            # with FLAG_SPLIT: parts end where the row changes and at midnight
 NODE_NROWS = 0x7FFF     # Node.nrows: how many rows the prefix has (the most it may have)
 NODE_ALWAYS = 0x8000    # Node.nrows flag: its one row is in force at all times, any profile
 

@@ -412,6 +412,36 @@ class Decks:
         with _collector_paused():
             return self.store.write(apply)
 
+    def hold_exactly(self, txn: Any, table: RateTable, rows: Iterable[RateRow], action: str,
+                     source: dict[str, Any]) -> Version | None:
+        """Make ``table`` (created if new) hold ``rows`` and nothing else, in the caller's
+        write transaction: one version, or None when nothing changed."""
+        rec = self._record(txn, table.name)
+        if rec is not None and rec["settings"]["currency"] != table.currency:
+            raise Conflict(f"table {table.name} is in {rec['settings']['currency']}, "
+                           f"not {table.currency}")
+        existing = self._load(txn, table.name)
+        items = [(r.prefix, r.profile or "", r.effective_from, r.to_stored()) for r in rows]
+        changes: list[Change] = []
+        puts: list[tuple[bytes, bytes]] = []
+        fresh: set[bytes] = set()
+        for prefix, profile, eff, st in items:
+            key = row_key(table.name, prefix, profile, eff)
+            fresh.add(key)
+            value = encode_stored(st)
+            if existing.get(key) != value:
+                puts.append((key, value))
+                changes.append(Change(prefix, profile, eff, existing.get(key), value))
+        for key, value in existing.items():
+            if key not in fresh:
+                _, prefix, profile, eff = split_row_key(key)
+                self._rows.delete(txn, key)
+                changes.append(Change(prefix, profile, eff, value, None))
+        self._rows.putmulti(txn, puts)
+        if not changes and rec is not None and rec["settings"] == table.to_json():
+            return None
+        return self._commit_version(txn, rec, table, action, changes, source, items)[0]
+
     def _merge(self, txn: Any, name: str, parsed: ParsedDeck, replace: bool,
                close_at: int) -> tuple[list[Change], int, list[Item]]:
         """Write the file's rows over the table's; the changes, the unchanged count, the rows.

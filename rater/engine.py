@@ -98,6 +98,8 @@ class Explained:
     connect_fee: Decimal
     charges: tuple[Charge, ...]
     truncated: bool
+    #: The time profile of the row the call started in (None: a row without one).
+    profile: str | None = None
 
 
 @dataclass
@@ -318,8 +320,10 @@ class Deck:
                 _, price, unit, increment = engine.tier_info(tier)
                 charges.append(Charge(engine.destination(r), from_s, increments, increment,
                                       from_nano(price), unit))
-            fee = engine.row_info(row)["connect_fee"] if billed else 0
-        return Explained(call, from_nano(fee), tuple(charges), truncated)
+            info = engine.row_info(row)
+        fee = info["connect_fee"] if billed else 0
+        profile = list(self.table.profiles)[info["profile"]] if info["profile"] >= 0 else None
+        return Explained(call, from_nano(fee), tuple(charges), truncated, profile)
 
     def max_duration(self, number: str, at: int | str | datetime | None, amount: Decimal,
                      limit_s: int = 86400, tech_prefix: str = "") -> int:

@@ -8,7 +8,9 @@ It prices a call straight from the rate model, the way the documentation says:
   in the table's zone, holds at the instant in question);
 * billing walks the call one increment at a time: each increment is charged
   by the tier in force at the call second where it starts, and in ``split``
-  mode by the row in force at that instant;
+  mode by the row in force at that instant; in ``cut`` mode the call is first
+  cut where the row in force changes and at each midnight, and each part is
+  walked on its own, its last increment billed whole;
 * money is a :class:`fractions.Fraction` until the one rounding at the end.
 
 The compiled engine is tested against this one (tests/test_engine_properties.py).
@@ -18,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from fractions import Fraction
 
 from .errors import NoRate
 from .money import round_fraction, to_nano
 from .numbers import normalise_number
 from .tariff import RateRow, RateTable, Tier
-from .timeutil import zone
+from .timeutil import transitions, zone
 
 FOREVER = 2**63 - 1
 NEVER = -(2**63)
@@ -43,6 +45,17 @@ class Charge:
     @property
     def seconds(self) -> int:
         return self.increments * self.tier.increment_s
+
+
+@dataclass(frozen=True)
+class Step:
+    """One increment of a walk: the call second it covers to, the seconds billed and the
+    exact cost so far, and how it was charged."""
+
+    call_end: int
+    billed: int
+    total: Fraction
+    charge: Charge
 
 
 @dataclass(frozen=True)
@@ -103,22 +116,59 @@ class ReferenceDeck:
         return None
 
     def _walk(self, digits: str, start: int, row0: RateRow, prefix0: str,
-              until_s: int) -> list[tuple[int, Fraction, Charge]]:
-        """Increments from second 0 until ``until_s`` is covered: (end, cumulative, charge)."""
+              until_s: int) -> list[Step]:
+        """Increments from second 0 until ``until_s`` is covered."""
         split = self.table.profile_boundary == "split"
-        out: list[tuple[int, Fraction, Charge]] = []
+        cuts = self._cuts(digits, start, row0, prefix0, until_s) \
+            if self.table.profile_boundary == "cut" else [(until_s, row0, prefix0)]
+        out: list[Step] = []
         t = 0
+        billed = 0
         total = Fraction(0)
-        while t < until_s:
-            row, prefix = row0, prefix0
-            if split:
-                found = self.find(digits, start, start + t)
-                if found is not None:
-                    row, prefix = found
-            tier = [x for x in row.tiers if x.from_s <= t][-1]
-            total += Fraction(tier.price) * tier.increment_s / tier.unit_s
-            out.append((t + tier.increment_s, total, Charge(prefix, t, 1, tier)))
-            t += tier.increment_s
+        row, prefix = row0, prefix0
+        for part_end, next_row, next_prefix in cuts:
+            while t < min(part_end, until_s):
+                if split:
+                    found = self.find(digits, start, start + t)
+                    row, prefix = found if found is not None else (row0, prefix0)
+                tier = [x for x in row.tiers if x.from_s <= t][-1]
+                total += Fraction(tier.price) * tier.increment_s / tier.unit_s
+                billed += tier.increment_s
+                out.append(Step(min(t + tier.increment_s, part_end), billed, total,
+                                Charge(prefix, t, 1, tier)))
+                t += tier.increment_s
+            t = min(t, part_end)       # cut: the next part starts where the call was cut
+            row, prefix = next_row, next_prefix
+        return out
+
+    def _cuts(self, digits: str, start: int, row0: RateRow, prefix0: str,
+              until_s: int) -> list[tuple[int, RateRow, str]]:
+        """Cut mode: each part's end (call seconds) and the row and prefix after it; the
+        call is cut where the row in force changes and at every wall-clock midnight."""
+        end = start + until_s
+        # The row in force can change only where the wall clock reaches a window edge
+        # or midnight (either reading of an hour that repeats), or jumps.
+        edges = {0} | {e % 86400 for p in self.table.profiles.values()
+                       for w in p.windows for e in w}
+        at, _ = transitions(self.table.timezone)
+        instants = {a for a in at if start < a < end}
+        day = datetime.fromtimestamp(start, self.tz).date() - timedelta(days=1)
+        while datetime.combine(day, time(0), self.tz).timestamp() < end + 86400:
+            for sod in edges:
+                for fold in (0, 1):
+                    wall = datetime.combine(day, time(sod // 3600, sod // 60 % 60, sod % 60,
+                                                      fold=fold), self.tz)
+                    instants.add(int(wall.timestamp()))
+            day += timedelta(days=1)
+        out: list[tuple[int, RateRow, str]] = []
+        row, prefix = row0, prefix0
+        for c in sorted(i for i in instants if start < i < end):
+            found = self.find(digits, start, c) or (row0, prefix0)
+            local = datetime.fromtimestamp(c, self.tz)
+            if found[0] is not row or found[1] != prefix or local.time() == time(0):
+                out.append((c - start, *found))
+                row, prefix = found
+        out.append((until_s, row, prefix))
         return out
 
     def _cost(self, row: RateRow, total: Fraction) -> int:
@@ -141,15 +191,15 @@ class ReferenceDeck:
             return Priced(row, prefix, 0, 0, ())
         billed_to = max(duration_s, row.min_duration_s)
         steps = self._walk(digits, start, row, prefix, billed_to)
-        end, total, _ = steps[-1]
         charges: list[Charge] = []
-        for _, _, c in steps:
+        for c in (s.charge for s in steps):
             last = charges[-1] if charges else None
             if last and last.tier is c.tier and last.prefix == c.prefix:
                 charges[-1] = Charge(last.prefix, last.from_s, last.increments + 1, last.tier)
             else:
                 charges.append(c)
-        return Priced(row, prefix, self._cost(row, total), end, tuple(charges))
+        return Priced(row, prefix, self._cost(row, steps[-1].total), steps[-1].billed,
+                      tuple(charges))
 
     def max_duration(self, number: str, start: int, amount_nano: int, limit_s: int,
                      tech_prefix: str = "") -> int:
@@ -173,8 +223,8 @@ class ReferenceDeck:
                 best = d
                 continue
             billed_to = max(d, row.min_duration_s)
-            while steps[k][0] < billed_to:
+            while steps[k].call_end < billed_to:
                 k += 1
-            if self._cost(row, steps[k][1]) <= amount_nano:
+            if self._cost(row, steps[k].total) <= amount_nano:
                 best = d
         return best

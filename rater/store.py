@@ -219,6 +219,7 @@ class Store:
         self.calls_up = Space(b"g/")
         self.calls_lapse = Space(b"x/")
         self.calls_load = Space(b"u/")
+        self.rating = Space(b"p/")          # CGRateS rating profiles and plans
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Called after each commit of :meth:`write` (a group sync asks to sync it).
         self.after_commit: Callable[[], None] | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,12 +28,14 @@ from .money import MAX_DECIMALS, METHODS, from_nano, to_nano
 #: Limits that keep every intermediate of the compiled engine inside its integers.
 MAX_SECONDS = 2**31 - 1
 MAX_NANOS = 2**62
-MAX_WEIGHT = 1_000_000
+MAX_WEIGHT = 2**31 - 1
 MAX_TIERS = 1000
 
+#: The years rater rates calls in (timeutil's instants: 1970..2099).
+FIRST_YEAR, LAST_YEAR = 1970, 2099
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAYS = frozenset(range(7))
-PROFILE_BOUNDARY_MODES = ("start", "split")
+PROFILE_BOUNDARY_MODES = ("start", "split", "cut")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +71,12 @@ class TimeProfile:
     """When a row applies, in the table's wall-clock time.
 
     Active on the given weekdays (0 = Monday), and, when ``dates`` is not
-    empty, only on those dates; within the day, inside one of ``windows``
-    (``[start, end)`` in seconds since midnight), or all day when there are
-    none. Where profiles overlap the higher ``weight`` wins, then the profile
-    defined first; a row without a profile yields to any profile row.
+    empty, only on those dates; likewise only in ``years``, ``months`` (1..12)
+    and on ``month_days`` (1..31) when these are not empty. Within the day,
+    inside one of ``windows`` (``[start, end)`` in seconds since midnight), or
+    all day when there are none. Where profiles overlap the higher ``weight``
+    wins, then the profile defined first; a row without a profile yields to any
+    profile row.
     """
 
     name: str
@@ -80,6 +84,9 @@ class TimeProfile:
     days: frozenset[int] = ALL_DAYS
     windows: tuple[tuple[int, int], ...] = ()
     dates: tuple[date, ...] = ()
+    years: frozenset[int] = frozenset()
+    months: frozenset[int] = frozenset()
+    month_days: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
@@ -91,12 +98,41 @@ class TimeProfile:
         for start, end in self.windows:
             if not 0 <= start < end <= 86400:
                 raise ValueError(f"bad time window {start}..{end}")
+        for what, values, low, high in (("year", self.years, 1, 9999),
+                                        ("month", self.months, 1, 12),
+                                        ("month day", self.month_days, 1, 31)):
+            if any(not low <= v <= high for v in values):
+                raise ValueError(f"each {what} must be {low}..{high}")
+
+    def on(self, day: date) -> bool:
+        """Whether the profile holds on ``day`` (at some time of it)."""
+        return (day.weekday() in self.days
+                and (not self.dates or day in self.dates)
+                and (not self.years or day.year in self.years)
+                and (not self.months or day.month in self.months)
+                and (not self.month_days or day.day in self.month_days))
+
+    def only_on(self) -> list[date] | None:
+        """The days the profile is limited to by its dates and calendar fields, as far
+        as rater rates (1970..2099); None when it is not limited to given days."""
+        if not (self.dates or self.years or self.months or self.month_days):
+            return None
+        if self.dates:
+            return sorted(d for d in set(self.dates) if self.on(d))
+        days = []
+        for year in sorted(self.years) or range(FIRST_YEAR, LAST_YEAR + 1):
+            if not FIRST_YEAR <= year <= LAST_YEAR:
+                continue
+            day = date(year, 1, 1)
+            while day.year == year:
+                if self.on(day):
+                    days.append(day)
+                day += timedelta(days=1)
+        return days
 
     def active(self, local: datetime) -> bool:
         """Whether the profile holds at wall-clock time ``local``."""
-        if local.weekday() not in self.days:
-            return False
-        if self.dates and local.date() not in self.dates:
+        if not self.on(local.date()):
             return False
         if not self.windows:
             return True
@@ -111,12 +147,22 @@ class TimeProfile:
             parts.append(" ".join(f"{_hhmm(a)}-{_hhmm(b)}" for a, b in self.windows))
         if self.dates:
             parts.append("on " + ",".join(d.isoformat() for d in self.dates))
+        for what, values in (("years", self.years), ("months", self.months),
+                             ("month days", self.month_days)):
+            if values:
+                parts.append(f"{what} " + ",".join(str(v) for v in sorted(values)))
         return "; ".join(parts) + f" (weight {self.weight})"
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "weight": self.weight, "days": sorted(self.days),
-                "windows": [list(w) for w in self.windows],
-                "dates": [d.isoformat() for d in self.dates]}
+        out: dict[str, object] = {
+            "name": self.name, "weight": self.weight, "days": sorted(self.days),
+            "windows": [list(w) for w in self.windows],
+            "dates": [d.isoformat() for d in self.dates]}
+        for key, values in (("years", self.years), ("months", self.months),
+                            ("month_days", self.month_days)):
+            if values:                  # only where set: tables without them read as before
+                out[key] = sorted(values)
+        return out
 
     @classmethod
     def from_json(cls, obj: dict[str, object]) -> TimeProfile:
@@ -126,9 +172,14 @@ class TimeProfile:
         assert isinstance(days, list) and isinstance(windows, list) and isinstance(dates, list)
         weight = obj["weight"]
         assert isinstance(weight, int)
+        calendar = {}
+        for key in ("years", "months", "month_days"):
+            values = obj.get(key, [])
+            assert isinstance(values, list)
+            calendar[key] = frozenset(int(v) for v in values)
         return cls(name=str(obj["name"]), weight=weight, days=frozenset(days),
                    windows=tuple((int(a), int(b)) for a, b in windows),
-                   dates=tuple(date.fromisoformat(d) for d in dates))
+                   dates=tuple(date.fromisoformat(d) for d in dates), **calendar)
 
 
 def _hhmm(sod: int) -> str:
@@ -366,7 +417,9 @@ class RateTable:
     timezone: str = "UTC"
     rounding: Rounding = field(default_factory=Rounding)
     #: ``start``: a call is priced by the rows in force at its start;
-    #: ``split``: each increment by the row in force when it starts.
+    #: ``split``: each increment by the row in force when it starts;
+    #: ``cut``: the call is cut where the row in force changes and at each
+    #: midnight, and each part is billed in whole increments of its own (CGRateS).
     profile_boundary: str = "start"
     profiles: dict[str, TimeProfile] = field(default_factory=dict)
 
@@ -376,7 +429,7 @@ class RateTable:
         if not re.fullmatch(r"[A-Z]{3}", self.currency):
             raise ValueError(f"currency {self.currency!r} is not an ISO 4217 code such as USD")
         if self.profile_boundary not in PROFILE_BOUNDARY_MODES:
-            raise ValueError(f"profile boundary must be start or split, "
+            raise ValueError(f"profile boundary must be start, split or cut, "
                              f"not {self.profile_boundary!r}")
 
     def profile_id(self, name: str) -> int:

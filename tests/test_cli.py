@@ -396,7 +396,7 @@ def test_error_store_missing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [
-    ("rate", "44"),                                             # --table missing
+    ("rate", "44"),                                             # --table or --subject
     ("bogus",),
     ("rate", "44", "--table", "t", "--duration", "ten"),
     ("deck", "import", "f.csv", "--table", "t", "--rounding", "sideways"),

@@ -4,7 +4,8 @@ Decks are drawn with nested prefixes over a small alphabet, several rows per
 prefix (effective dates, closures, time profiles), several tiers per row, and
 every optional rule (connect fee, minimum, grace, cap, rounding override);
 tables in zones with and without daylight saving (and Lord Howe's half-hour
-shift), priced at the start or split at profile boundaries. Calls land near
+shift), priced at the start, split at profile boundaries, or cut there and
+at midnight. Calls land near
 the 2026 daylight-saving changes.
 """
 
@@ -50,8 +51,12 @@ def profiles(draw: st.DrawFn) -> dict[str, TimeProfile]:
                                                         date(2026, 11, 15).toordinal())))
                       for _ in range(draw(st.integers(0, 1))))
         name = f"p{i}"
+        calendar = draw(st.sampled_from([{}, {}, {"months": frozenset({3, 11})},
+                                         {"month_days": frozenset({1, 15, 29})},
+                                         {"years": frozenset({2025, 2026})},
+                                         {"years": frozenset({2027})}]))
         out[name] = TimeProfile(name, weight=draw(st.integers(0, 3)), days=days,
-                                windows=tuple(windows), dates=dates)
+                                windows=tuple(windows), dates=dates, **calendar)
     return out
 
 
@@ -67,7 +72,7 @@ def decks(draw: st.DrawFn) -> tuple[RateTable, list[RateRow]]:
     decimals = draw(st.integers(0, 9))
     table = RateTable(name="t", currency="EUR", timezone=draw(st.sampled_from(ZONES)),
                       rounding=Rounding(decimals, draw(st.sampled_from(list(METHODS)))),
-                      profile_boundary=draw(st.sampled_from(["start", "split"])),
+                      profile_boundary=draw(st.sampled_from(["start", "split", "cut"])),
                       profiles=draw(profiles()))
     span = draw(st.sampled_from(SPANS))
     prefixes = draw(st.sets(st.text("0123", min_size=1, max_size=4), min_size=1, max_size=12))
