@@ -21,6 +21,7 @@ cdef extern from *:
 cdef enum:
     LANES = 16              # calls walked through the trie together by the batch paths
     FORMAT_VERSION = 1
+    FORMAT_VERSION_CUT = 2  # a deck with FLAG_CUT: an engine that reads format 1 only refuses it
     FLAG_SPLIT = 1          # price each increment by the row in force when it starts
     FLAG_CUT = 2            # with FLAG_SPLIT: cut the call where the row changes and at midnight
     MAX_DIGITS = 32

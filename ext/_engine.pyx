@@ -832,9 +832,13 @@ cdef class Engine:
         cdef const DeckHeader* h = <const DeckHeader*>base
         if memcmp(h.magic, b"RATERDK\0", 8) != 0:
             raise ValueError("not a compiled rater deck (bad magic)")
-        if h.format_version != FORMAT_VERSION:
-            raise ValueError(f"compiled deck format {h.format_version}; this engine reads "
-                             f"format {FORMAT_VERSION}")
+        if h.format_version != (FORMAT_VERSION_CUT if h.flags & FLAG_CUT else FORMAT_VERSION):
+            raise ValueError(f"compiled deck format {h.format_version} (flags {h.flags}); this "
+                             f"engine reads format {FORMAT_VERSION}, and {FORMAT_VERSION_CUT} "
+                             f"for decks that cut calls")
+        if h.flags & ~(FLAG_SPLIT | FLAG_CUT):
+            raise ValueError(f"compiled deck flags {h.flags}: this engine knows "
+                             f"{FLAG_SPLIT | FLAG_CUT}")
         if h.total_size != <uint64_t>size:
             raise ValueError(f"compiled deck is {size} bytes, its header says {h.total_size}")
         if h.n_nodes < 1 or h.denominator < 1:

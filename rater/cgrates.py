@@ -53,7 +53,7 @@ from .errors import (
 )
 from .money import MAX_DECIMALS, round_fraction
 from .numbers import normalise_number, normalise_prefix
-from .tariff import MAX_WEIGHT, RateRow, RateTable, Rounding, Tier, TimeProfile
+from .tariff import MAX_PROFILES, MAX_WEIGHT, RateRow, RateTable, Rounding, Tier, TimeProfile
 from .timeutil import parse_instant, transitions, zone
 
 FILES = ("Destinations.csv", "Rates.csv", "DestinationRates.csv", "Timings.csv",
@@ -662,6 +662,11 @@ def rate_tables(plan: TariffPlan, currency: str, source: str = "") -> list[PlanT
                         prefix=prefix, tiers=rate.tiers, destination=dr.destination,
                         profile=name, connect_fee=rate.connect_fee, cap=cap,
                         rounding=Rounding(dr.decimals, dr.method)))
+        if len(profiles) > MAX_PROFILES:
+            problems.add(0, 1, "Id", f"plan {plan_id} has {len(profiles)} lines to rate; a "
+                                     f"rate table holds at most {MAX_PROFILES} time profiles",
+                         file="RatingPlans.csv")
+            continue
         for row in rows.values():
             for what, message in row.problems(Rounding()):
                 problems.add(0, None, what, f"plan {plan_id}, destination {row.destination}: "

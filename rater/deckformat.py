@@ -25,6 +25,9 @@ import numpy as np
 
 MAGIC = b"RATERDK\0"
 FORMAT_VERSION = 1
+#: The format of a deck with FLAG_CUT, so that an engine reading format 1 only refuses it
+#: rather than price it as a split deck.
+FORMAT_VERSION_CUT = 2
 FLAG_SPLIT = 1
 FLAG_CUT = 2            # with FLAG_SPLIT: parts end where the row changes and at midnight
 NODE_NROWS = 0x7FFF     # Node.nrows: how many rows the prefix has (the most it may have)
@@ -69,7 +72,8 @@ def pack(header: dict[str, int], sections: list[tuple[str, np.ndarray | bytes]])
     """The blob of a header and its sections, each 8-byte aligned, offsets filled in."""
     head = np.zeros(1, HEADER_DTYPE)
     head["magic"] = MAGIC
-    head["format_version"] = FORMAT_VERSION
+    head["format_version"] = FORMAT_VERSION_CUT if header.get("flags", 0) & FLAG_CUT \
+        else FORMAT_VERSION
     for k, v in header.items():
         head[k] = v
     parts: list[bytes] = []

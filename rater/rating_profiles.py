@@ -18,6 +18,7 @@ has no rate for the number (each subject tried once).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .decks import Decks
 from .engine import Deck, Explained
 from .errors import (
     Conflict,
+    InvalidArgument,
     NoRate,
     Problem,
     RatingPlanNotFound,
@@ -80,6 +82,8 @@ def import_plan(store: Store, folder: str | Path, timezone: str = "UTC",
                 currency: str = "XXX") -> CgratesImport:
     """Import the tariff plan in ``folder`` (atomic). ``currency``: the plan's amounts'
     (a CGRateS plan names none; XXX is ISO 4217's "no currency")."""
+    if not re.fullmatch(r"[A-Z]{3}", currency.upper()):
+        raise InvalidArgument(f"--currency {currency!r} is not an ISO 4217 code such as EUR")
     plan = read_plan(Path(folder), timezone)
     tables = rate_tables(plan, currency.upper(), str(folder))
     decks = Decks(store)

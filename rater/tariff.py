@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,8 @@ MAX_SECONDS = 2**31 - 1
 MAX_NANOS = 2**62
 MAX_WEIGHT = 2**31 - 1
 MAX_TIERS = 1000
+#: Time profiles a table may have (the compiled row's profile index is 16 bits).
+MAX_PROFILES = 32767
 
 #: The years rater rates calls in (timeutil's instants: 1970..2099).
 FIRST_YEAR, LAST_YEAR = 1970, 2099
@@ -123,11 +125,14 @@ class TimeProfile:
         for year in sorted(self.years) or range(FIRST_YEAR, LAST_YEAR + 1):
             if not FIRST_YEAR <= year <= LAST_YEAR:
                 continue
-            day = date(year, 1, 1)
-            while day.year == year:
-                if self.on(day):
-                    days.append(day)
-                day += timedelta(days=1)
+            for month in sorted(self.months) or range(1, 13):
+                for day in sorted(self.month_days) or range(1, 32):
+                    try:
+                        d = date(year, month, day)
+                    except ValueError:              # the 31st of a short month
+                        continue
+                    if d.weekday() in self.days:
+                        days.append(d)
         return days
 
     def active(self, local: datetime) -> bool:

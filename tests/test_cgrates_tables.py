@@ -134,6 +134,23 @@ def test_a_plan_that_cannot_be_a_table_is_refused() -> None:
     assert plan.timings[ANY] is ALWAYS
 
 
+def test_a_plan_with_more_lines_than_a_table_has_profiles_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rater import cgrates
+
+    plan = TariffPlan()
+    plan.destinations["D"] = ["49"]
+    plan.rates["R"] = Rate(Decimal(0), (Tier(0, Decimal("0.1"), 60, 1),))
+    plan.destination_rates["DR"] = [DestinationRate("D", "R", "up", 2, Decimal(0), "")]
+    plan.timings["T"] = Timing(None, None, None, frozenset({1}), 3600)
+    plan.plans["P"] = [PlanLine("DR", ANY, Decimal(10)), PlanLine("DR", "T", Decimal(10))]
+    monkeypatch.setattr(cgrates, "MAX_PROFILES", 1)
+    with pytest.raises(TariffPlanError) as caught:
+        rate_tables(plan, "EUR", "tp")
+    assert "plan P has 2 lines to rate; a rate table holds at most 1 time profiles" in \
+        str(caught.value.problems[0])
+
+
 # -- the import and `rater rate --subject`, through the command line
 
 
@@ -174,6 +191,9 @@ def test_import_then_rate_through_the_rating_profiles(tmp_path: Path) -> None:
     text = ok(run_cli("rate", "4930123", "--subject", "1002", "--at", "2026-11-18T08:00:00Z",
                       "--duration", "61", data=data))
     assert "cost      0.7050 EUR" in text and "rated by plan RP_STD" in text
+    assert "not an ISO 4217 code" in failed(run_cli("deck", "import-cgrates", str(tp),
+                                                    "--currency", "eu", data=data),
+                                            "INVALID_ARGUMENT", 64)
     # The same folder again changes nothing.
     again = json.loads(ok(run_cli("deck", "import-cgrates", str(tp), "--currency", "EUR",
                                   "--json", data=data)))

@@ -55,11 +55,23 @@ def patched(blob: bytes, field: str, value: object) -> bytes:
     (lambda b: patched(b, "n_rows", 10**6), "section rows lies outside"),
     (lambda b: patched(b, "off_tiers", 12), "section tiers lies outside"),
     (lambda b: patched(b, "n_nodes", 0), "no root node"),
+    # A deck that cuts calls is format 2, so that an engine reading format 1 only refuses
+    # it rather than price it as a split deck; format 1 with the cut flag is damaged.
+    (lambda b: patched(b, "flags", fmt.FLAG_SPLIT | fmt.FLAG_CUT), "format 1 \\(flags 3\\)"),
+    (lambda b: patched(b, "flags", 4), "flags 4"),
 ])
 def test_a_damaged_header_is_refused_on_open(change: object, message: str) -> None:
     blob = change(small_deck())  # type: ignore[operator]
     with pytest.raises(ValueError, match=message):
         Engine(blob)
+
+
+def test_a_deck_that_cuts_calls_is_format_2() -> None:
+    table = RateTable(name="t", currency="EUR", profile_boundary="cut")
+    blob = compile_deck(table, [RateRow("44", (Tier(0, Decimal("0.05"), 60, 6),))]).blob
+    assert Engine(blob).header()["format_version"] == fmt.FORMAT_VERSION_CUT == 2
+    with pytest.raises(ValueError, match="format 1"):
+        Engine(patched(blob, "format_version", 1))
 
 
 def test_a_misaligned_buffer_is_refused() -> None:
