@@ -718,7 +718,7 @@ def add_commands(sub: Any, command: Command) -> None:
         sp.add_argument("--timezone", default="UTC",
                         help="zone of dates without an offset (default UTC)")
 
-    from .journal import TRANSACTION_TYPES
+    from .journal import FEE_TYPES, TRANSACTION_TYPES
 
     tx = sub.add_parser("transaction", help="money movements").add_subparsers(
         dest="transaction_command", required=True, metavar="COMMAND")
@@ -739,7 +739,8 @@ def add_commands(sub: Any, command: Command) -> None:
     sp.add_argument("client")
     period(sp)
     sp.add_argument("--type", action="append", choices=[*TRANSACTION_TYPES, "rated-call",
-                                                        "rerate", "invoice"], metavar="TYPE")
+                                                        "rerate", "invoice", *FEE_TYPES],
+                    metavar="TYPE")
     sp.add_argument("--json", action="store_true")
 
     bal = sub.add_parser("balance", help="balances").add_subparsers(

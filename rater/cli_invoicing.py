@@ -228,6 +228,10 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     from .billrun import BillRuns, Selection, period_text
     from .progress import Progress
 
+    if args.mode == "prepaid":
+        return _prepaid_run(args)
+    if args.as_of is not None:
+        raise InvalidArgument("--as-of goes with --mode prepaid")
     period = period_text(args.period, args.since, args.until)
     selection = Selection(args.clients or None, args.tag, args.billing_day)
     if args.processes is not None and args.processes < 1:
@@ -254,6 +258,126 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     for x in run.exceptions:
         print(f"  exception: {x.client_name}: {x.code}: {x.message}")
     print(f"output: {run.output_dir}")
+    return 0
+
+
+def _prepaid_run(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .subscriptions import prepaid_run
+
+    if args.period or args.since or args.until or args.clients or args.tag or args.billing_day:
+        raise InvalidArgument("a prepaid run takes --as-of only: it charges every prepaid "
+                              "client's fees due that day")
+    as_of = _date(args.as_of, "--as-of") if args.as_of else date.today()
+    with _open(args) as store:
+        run = prepaid_run(store, as_of, suspend=not args.no_suspend)
+    if args.json:
+        _print_json(run.to_json())
+        return 0
+    _table([(c["client"], c["type"], c["amount"], c["note"]) for c in run.charged],
+           ("client", "type", "amount", "for"))
+    print(f"prepaid run {run.as_of}: {run.state}; {len(run.charged)} fees debited "
+          f"({', '.join(f'{v} {k}' for k, v in run.total.items()) or 'nothing'}); suspended: "
+          f"{', '.join(run.suspended) or 'none'}; restarted: {', '.join(run.restarted) or 'none'}")
+    for e in run.exceptions:
+        print(f"  exception: client {e['client']}: {e['reason']}: {e['message']}")
+    return 0
+
+
+def _date(text: str, what: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(f"{what} {text!r}: a date YYYY-MM-DD") from None
+
+
+def cmd_package_add(args: argparse.Namespace) -> int:
+    from .subscriptions import Subscriptions
+
+    one_off = []
+    for item in args.one_off or []:
+        name, sep, amount = item.partition("=")
+        if not sep:
+            raise InvalidArgument(f"--one-off {item!r}: NAME=AMOUNT")
+        one_off.append((name.strip(), amount.strip()))
+    included = []
+    for item in args.include or []:
+        minutes, sep, prefixes = item.partition(":")
+        if not sep or not minutes.isdigit():
+            raise InvalidArgument(f"--include {item!r}: MINUTES:PREFIX[,PREFIX...]")
+        included.append({"minutes": int(minutes),
+                         "prefixes": [p.strip() for p in prefixes.split(",") if p.strip()]})
+    with _open(args, create=True) as store:
+        pkg = Subscriptions(store).add_package(args.name, currency=args.currency, fee=args.fee,
+                                               period=args.period, one_off=one_off,
+                                               included=included)
+    _print_json(pkg.to_json()) if args.json else print(f"package {pkg.name} added")
+    return 0
+
+
+def cmd_package_show(args: argparse.Namespace) -> int:
+    from .subscriptions import Subscriptions
+
+    with _open(args) as store:
+        _print_json(Subscriptions(store).package(args.name).to_json())
+    return 0
+
+
+def cmd_package_list(args: argparse.Namespace) -> int:
+    from .subscriptions import Subscriptions
+
+    with _open(args) as store:
+        found = [p.to_json() for p in Subscriptions(store).packages()]
+    if args.json:
+        _print_json(found)
+    else:
+        _table([(p["name"], p["currency"], p["fee"], p["period"],
+                 ", ".join(f"{n} {a}" for n, a in p["one_off"])) for p in found],
+               ("name", "currency", "fee", "period", "one-off"))
+    return 0
+
+
+def cmd_subscription_add(args: argparse.Namespace) -> int:
+    from .subscriptions import Subscriptions
+
+    with _open(args) as store:
+        subs = Subscriptions(store)
+        sub = subs.subscribe(args.client, args.package, _date(args.since, "--from"),
+                             _date(args.until, "--to") if args.until else None)
+        shown = sub.to_json({sub.client: args.client})
+    _print_json(shown) if args.json else print(f"subscription {sub.id}: {args.client} on "
+                                               f"{args.package} from {shown['from']}")
+    return 0
+
+
+def cmd_subscription_list(args: argparse.Namespace) -> int:
+    from .subscriptions import Subscriptions
+
+    with _open(args) as store:
+        subs = Subscriptions(store)
+        names = {c.id: c.name for c in subs.registry.clients()}
+        found = [s.to_json(names) for s in subs.subscriptions(args.client)]
+    if args.json:
+        _print_json(found)
+    else:
+        _table([(s["id"], s["client"], s["package"], s["from"], s["to"] or "")
+                for s in found], ("id", "client", "package", "from", "to"))
+    return 0
+
+
+def cmd_subscription_end(args: argparse.Namespace) -> int:
+    from .clients import show_amount
+    from .subscriptions import Subscriptions
+
+    with _open(args) as store:
+        sub, credits = Subscriptions(store).end(args.id, _date(args.on, "--on"))
+    out = {"id": sub.id, "to": sub.end.isoformat() if sub.end else None,
+           "credited": show_amount(sum(e.amount for e in credits))}
+    _print_json(out) if args.json else print(f"subscription {sub.id} ends on {out['to']}; "
+                                             f"credited {out['credited']}")
     return 0
 
 
@@ -422,7 +546,11 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
                     help="each client's month, from its billing day")
     sp.add_argument("--from", dest="since", metavar="DATE", help="first day billed")
     sp.add_argument("--to", dest="until", metavar="DATE", help="first day not billed")
-    sp.add_argument("--mode", required=True, choices=("pre-production", "production"))
+    sp.add_argument("--mode", required=True, choices=("pre-production", "production", "prepaid"))
+    sp.add_argument("--as-of", metavar="DATE", help="prepaid: the day whose fees are due "
+                                                    "(default today)")
+    sp.add_argument("--no-suspend", action="store_true",
+                    help="prepaid: do not suspend clients whose wallet cannot pay")
     which = sp.add_mutually_exclusive_group()
     which.add_argument("--clients", nargs="+", metavar="CLIENT",
                        help="only these clients (deleted ones too, when named)")
@@ -439,6 +567,44 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp.add_argument("--config", metavar="FILE", help="the config whose [mail] section names "
                                                      "the SMTP server (default: built in)")
     sp.add_argument("--json", action="store_true")
+    pkg = sub.add_parser("package", help="packages (products) and their fees").add_subparsers(
+        dest="package_command", required=True, metavar="COMMAND")
+    sp = command(pkg, "add", cmd_package_add, "a package: a recurring fee, one-off fees, "
+                                              "included minutes")
+    sp.add_argument("name")
+    sp.add_argument("--currency", required=True)
+    sp.add_argument("--fee", required=True, help="the recurring fee")
+    sp.add_argument("--period", choices=("monthly", "weekly", "daily"), default="monthly")
+    sp.add_argument("--one-off", action="append", metavar="NAME=AMOUNT",
+                    help="a fee charged once when a subscription starts (repeatable)")
+    sp.add_argument("--include", action="append", metavar="MINUTES:PREFIX[,PREFIX...]",
+                    help="minutes included each period for these prefixes (repeatable)")
+    sp.add_argument("--json", action="store_true")
+    sp = command(pkg, "show", cmd_package_show, "a package (JSON)")
+    sp.add_argument("name")
+    sp = command(pkg, "list", cmd_package_list, "the packages")
+    sp.add_argument("--json", action="store_true")
+
+    subs = sub.add_parser("subscription", help="clients' subscriptions to packages"
+                          ).add_subparsers(dest="subscription_command", required=True,
+                                           metavar="COMMAND")
+    sp = command(subs, "add", cmd_subscription_add, "subscribe a client to a package")
+    sp.add_argument("client")
+    sp.add_argument("package")
+    sp.add_argument("--from", dest="since", required=True, metavar="DATE")
+    sp.add_argument("--to", dest="until", metavar="DATE", help="the first day it no longer "
+                                                               "holds")
+    sp.add_argument("--json", action="store_true")
+    sp = command(subs, "list", cmd_subscription_list, "subscriptions")
+    sp.add_argument("--client")
+    sp.add_argument("--json", action="store_true")
+    sp = command(subs, "end", cmd_subscription_end, "end a subscription; charged days after "
+                                                    "it are credited")
+    sp.add_argument("id", type=int)
+    sp.add_argument("--on", required=True, metavar="DATE", help="the first day it no longer "
+                                                                "holds")
+    sp.add_argument("--json", action="store_true")
+
     sp = command(billing, "runs", cmd_billing_runs, "bill runs, or one with its invoices")
     sp.add_argument("id", type=int, nargs="?")
     sp.add_argument("--json", action="store_true")

@@ -483,6 +483,15 @@ class Registry:
                 raise Conflict(f"rate table {name} is in {currency}, client {client.name} "
                                f"in {client.currency}")
 
+    def set_status(self, txn: Any, client: Client, status: str, action: str) -> Client:
+        """Change a client's status in the caller's transaction (audited as ``action``)."""
+        new = replace(client, status=status, updated=int(time.time()))
+        new.check()
+        self._put_client(txn, new)
+        audit.record(self.store, txn, "client", new.name, action, client.to_json(),
+                     new.to_json())
+        return new
+
     def _put_client(self, txn: Any, client: Client) -> None:
         self.store.clients.put(txn, _id_key(client.id), json.dumps(client.to_json()).encode())
         self._bump(txn)

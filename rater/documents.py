@@ -199,7 +199,7 @@ def control_rows(invoices: Sequence[Invoice], previous_totals: dict[int, int]
         rows.append([inv.number or f"draft #{inv.id}", inv.client, inv.client_name,
                      inv.currency, Decimal(inv.money(inv.total)), Decimal(inv.money(inv.due)),
                      kind_sum("one-off"), kind_sum("recurring"), kind_sum("usage", "late"),
-                     Decimal(0), Decimal(inv.money(previous)), inv.shown_state])
+                     kind_sum("prorated"), Decimal(inv.money(previous)), inv.shown_state])
     return rows
 
 

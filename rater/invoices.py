@@ -49,15 +49,17 @@ from typing import TYPE_CHECKING, Any
 
 from .clients import Client, tax_percent
 from .errors import Conflict, InvalidArgument, InvoiceError
-from .journal import CALL_TYPES
+from .journal import CALL_TYPES, FEE_TYPES
 from .money import UNITS, format_nanos, minor_unit, round_signed
 from .timeutil import zone
 
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-#: Movements that are invoice lines, one each.
-ADJUSTMENT_TYPES = ("manual-charge", "manual-credit", "promotional-credit")
+#: Movements that are invoice lines, one each, and the kind of line each makes.
+ADJUSTMENT_TYPES = ("manual-charge", "manual-credit", "promotional-credit", *FEE_TYPES)
+LINE_KIND = {"recurring-fee": "recurring", "prorated-fee": "prorated", "one-off-fee": "one-off",
+             "fee-credit": "prorated"}
 #: Movements that are the statement's payments.
 PAYMENT_TYPES = ("manual-payment", "ecommerce-payment", "capture", "refund", "ecommerce-refund")
 #: The states shown; ``overdue`` is an issued invoice past its due date, stored as issued.
@@ -511,7 +513,8 @@ def build_lines(client: Client, period: Period, scanned: Scanned) -> tuple[list[
     adjusted = 0
     for type_, note, amount, _ in sorted(scanned.adjustments, key=lambda a: a[3]):
         words = type_.replace("-", " ").capitalize()
-        lines.append(Line("adjustment", f"{words}: {note}" if note else words,
+        lines.append(Line(LINE_KIND.get(type_, "adjustment"),
+                          f"{words}: {note}" if note else words,
                           half_up(-amount, d), exact=-amount))
         adjusted += amount
     base = sum(ln.amount for ln in lines)

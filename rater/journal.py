@@ -71,6 +71,10 @@ SIGNS = {
     "capture": 1,
     "void": 0,
     "invoice": 0,          # signed amount, as the invoice has it
+    "recurring-fee": -1,   # a subscription's fee for a whole period (rater.subscriptions)
+    "prorated-fee": -1,    # ... for the days of a period it holds
+    "one-off-fee": -1,
+    "fee-credit": 1,       # the days of a charged period after a subscription ended
 }
 #: Types that only move the live balance (calls); the others move fixed (and live too,
 #: but for INVOICE_TYPES).
@@ -78,9 +82,11 @@ CALL_TYPES = ("rated-call", "rerate")
 #: Types that only move the fixed balance (what invoices add to what a client owes).
 INVOICE_TYPES = ("invoice",)
 #: Key prefixes of the entries rater writes itself: a person's key may not take them.
-RESERVED_KEYS = ("cdr:", "invoice:")
+RESERVED_KEYS = ("cdr:", "invoice:", "fee:")
+#: Types of subscription fees, posted by rater (rater.subscriptions).
+FEE_TYPES = ("recurring-fee", "prorated-fee", "one-off-fee", "fee-credit")
 #: Types a person posts with ``rater transaction add``.
-TRANSACTION_TYPES = tuple(t for t in SIGNS if t not in CALL_TYPES + INVOICE_TYPES)
+TRANSACTION_TYPES = tuple(t for t in SIGNS if t not in CALL_TYPES + INVOICE_TYPES + FEE_TYPES)
 AUTHORIZATION_DAYS = 7
 #: What a rated-call or rerate entry keeps of its call (a msgpack array, in this order).
 CALL_FIELDS = ("source", "id", "rev", "number", "date", "duration", "billed", "prefix",
@@ -308,7 +314,7 @@ class Journal:
             raise InvalidArgument("key: 1 to 200 characters")
         if key is not None and key.startswith(RESERVED_KEYS):
             raise InvalidArgument(f"key {key!r}: keys beginning {' or '.join(RESERVED_KEYS)} "
-                                  f"are rater's own (calls and invoices)")
+                                  f"are rater's own (calls, invoices and fees)")
         if note is not None and len(note) > 1000:
             raise InvalidArgument("note: at most 1000 characters")
         now = int(time.time()) if now is None else now

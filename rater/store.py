@@ -220,6 +220,8 @@ class Store:
         self.calls_lapse = Space(b"x/")
         self.calls_load = Space(b"u/")
         self.rating = Space(b"p/")          # CGRateS rating profiles and plans
+        self.packages = Space(b"f/")
+        self.subscriptions = Space(b"z/")   # subscriptions; clients a prepaid run suspended
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Called after each commit of :meth:`write` (a group sync asks to sync it).
         self.after_commit: Callable[[], None] | None = None

@@ -36,7 +36,14 @@ from rater.clients import Client, Registry, show_amount
 from rater.decks import Decks
 from rater.errors import Conflict, InvalidArgument, Refused, UnknownClient
 from rater.ingest import import_cdrs, rerate
-from rater.journal import CALL_TYPES, INVOICE_TYPES, SIGNS, TRANSACTION_TYPES, Journal
+from rater.journal import (
+    CALL_TYPES,
+    FEE_TYPES,
+    INVOICE_TYPES,
+    SIGNS,
+    TRANSACTION_TYPES,
+    Journal,
+)
 from rater.store import Store
 
 NANO = 10**9
@@ -121,8 +128,11 @@ def live_fixed(j: Journal, name: str) -> tuple[int, int]:
 
 def test_transaction_types_are_the_person_posted_ones() -> None:
     assert set(TRANSACTION_TYPES) == set(MOVES)
-    assert set(SIGNS) == set(MOVES) | set(CALL_TYPES) | set(INVOICE_TYPES)
+    assert set(SIGNS) == set(MOVES) | set(CALL_TYPES) | set(INVOICE_TYPES) | set(FEE_TYPES)
     assert INVOICE_TYPES == ("invoice",)
+    # Fees are rater's own: charges but the credit of the days after a subscription ends.
+    assert {t: SIGNS[t] for t in FEE_TYPES} == {"recurring-fee": -1, "prorated-fee": -1,
+                                               "one-off-fee": -1, "fee-credit": 1}
     assert set(CALL_TYPES) == {"rated-call", "rerate"}
 
 

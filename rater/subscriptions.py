@@ -1,0 +1,376 @@
+"""Packages, subscriptions, their fees, and prepaid billing runs.
+
+A *package* (a product) has a recurring fee charged each period (``monthly``:
+the client's billing months, from its billing day; ``weekly``: Monday to
+Sunday; ``daily``), one-off fees (installation, deposit) charged once when a
+subscription starts, and included minutes (kept with the package; they are
+not consumed yet).
+
+A *subscription* ties a client to a package from a date, to an optional end
+date (not included). Dates are the client's: its periods begin at midnight in
+its time zone.
+
+**Proration.** A period's fee is spread over its days by largest remainder in
+the currency's minor unit: each day gets the fee / days rounded down, and the
+cents left over go one each to the first days. A subscription pays for the
+days of a period it is active, so the parts of any period add up to the fee
+exactly, however the period is cut by starts, ends and upgrades.
+
+**Prepaid runs** (``rater billing run --mode prepaid [--as-of DATE]``): for
+each prepaid client's subscriptions whose period holds the date, debit the
+period's fee (its active days) from the wallet through the journal, under the
+key ``fee:SUBSCRIPTION:PERIOD_START``, so a second run for the same period
+debits nothing. A client whose wallet cannot pay is not debited: its service
+is suspended (status ``stop``: its accounts stop authorizing), and the next
+run that finds the wallet able to pay debits the fee and restarts it. Ending a
+subscription inside a period it was charged for credits the days left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from .clients import Client, Registry, parse_amount, show_amount
+from .errors import Conflict, InvalidArgument, RaterError
+from .journal import Entry, append, available, read_balance
+from .money import UNITS, minor_unit
+from .store import Store
+
+PERIODS = ("monthly", "weekly", "daily")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+@dataclass
+class Package:
+    name: str
+    currency: str
+    #: The recurring fee in nanos (a whole number of the currency's minor unit) and its period.
+    fee: int
+    period: str = "monthly"
+    #: [name, nanos] of each fee charged once when a subscription starts.
+    one_off: list[list[Any]] = field(default_factory=list)
+    #: Included units: [{"minutes": N, "prefixes": [...]}] per fee period.
+    included: list[dict[str, Any]] = field(default_factory=list)
+    created: int = 0
+
+    def check(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise InvalidArgument(f"package name {self.name!r}: up to 64 letters, digits, "
+                                  f"_ . : - (a letter or digit first)")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            raise InvalidArgument(f"currency {self.currency!r} is not an ISO 4217 code")
+        if self.period not in PERIODS:
+            raise InvalidArgument(f"period {self.period!r}: one of {', '.join(PERIODS)}")
+        unit = UNITS[minor_unit(self.currency)]
+        for what, amount in [("fee", self.fee), *((n, a) for n, a in self.one_off)]:
+            if amount % unit:
+                raise InvalidArgument(f"{what}: {show_amount(amount)} is not a whole number "
+                                      f"of the {self.currency} minor unit")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "fee": show_amount(self.fee),
+                "one_off": [[n, show_amount(a)] for n, a in self.one_off]}
+
+
+@dataclass
+class Subscription:
+    id: int
+    client: int
+    package: str
+    start: date
+    #: The first day it no longer holds (None: open-ended).
+    end: date | None = None
+    created: int = 0
+
+    def pack(self) -> bytes:
+        return json.dumps({**asdict(self), "start": self.start.isoformat(),
+                           "end": self.end.isoformat() if self.end else None}).encode()
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Subscription:
+        obj = json.loads(raw)
+        return cls(obj["id"], obj["client"], obj["package"], date.fromisoformat(obj["start"]),
+                   date.fromisoformat(obj["end"]) if obj["end"] else None, obj["created"])
+
+    def to_json(self, clients: dict[int, str]) -> dict[str, Any]:
+        return {"id": self.id, "client": clients.get(self.client, str(self.client)),
+                "package": self.package, "from": self.start.isoformat(),
+                "to": self.end.isoformat() if self.end else None}
+
+
+# -- periods and proration
+
+
+def _add_month(d: date) -> date:
+    y, m = (d.year, d.month + 1) if d.month < 12 else (d.year + 1, 1)
+    return date(y, m, d.day)
+
+
+def period_of(day: date, period: str, billing_day: int = 1) -> tuple[date, date]:
+    """The fee period holding ``day``: [start, end)."""
+    if period == "daily":
+        return day, day + timedelta(days=1)
+    if period == "weekly":
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=7)
+    start = date(day.year, day.month, billing_day)
+    if start > day:
+        y, m = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+        start = date(y, m, billing_day)
+    return start, _add_month(start)
+
+
+def share(fee: int, unit: int, days: int, first: int, last: int) -> int:
+    """What days ``first`` to ``last`` (not included; 0 is the period's first day) of a
+    period of ``days`` pay of ``fee`` (nanos, whole ``unit``s), by largest remainder: each
+    day fee // days units rounded down, the units left one each to the first days."""
+    if not 0 <= first <= last <= days:
+        raise ValueError(f"days {first}..{last} are not in a period of {days}")
+    units = fee // unit
+    each, left = divmod(units, days)
+    extra = max(0, min(last, left) - first)
+    return ((last - first) * each + extra) * unit
+
+
+def active_days(sub: Subscription, start: date, end: date) -> tuple[int, int]:
+    """Which days of the period [start, end) the subscription holds: (first, last) indices,
+    equal when none."""
+    a = max(sub.start, start)
+    b = min(sub.end or end, end)
+    if b <= a:
+        return 0, 0
+    return (a - start).days, (b - start).days
+
+
+# -- the store
+
+
+class Subscriptions:
+    """The packages and subscriptions of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.registry = Registry(store)
+
+    # packages
+
+    def add_package(self, name: str, *, currency: str, fee: str, period: str = "monthly",
+                    one_off: list[tuple[str, str]] | None = None,
+                    included: list[dict[str, Any]] | None = None) -> Package:
+        pkg = Package(name, currency.upper(), parse_amount(fee, "fee"), period,
+                      [[n, parse_amount(a, f"one-off fee {n}")] for n, a in one_off or []],
+                      included or [], int(time.time()))
+        pkg.check()
+
+        def apply(txn: Any) -> Package:
+            if self.store.packages.get(txn, name.encode()) is not None:
+                raise Conflict(f"package {name!r} exists already")
+            self.store.packages.put(txn, name.encode(), json.dumps(asdict(pkg)).encode())
+            return pkg
+
+        return self.store.write(apply)
+
+    def _package(self, txn: Any, name: str) -> Package:
+        raw = self.store.packages.get(txn, name.encode())
+        if raw is None:
+            raise InvalidArgument(f"no package named {name!r}",
+                                  hint="`rater package list` shows them")
+        return Package(**json.loads(raw))
+
+    def package(self, name: str) -> Package:
+        with self.store.read() as txn:
+            return self._package(txn, name)
+
+    def packages(self) -> list[Package]:
+        with self.store.read() as txn:
+            return [Package(**json.loads(v)) for _, v in self.store.packages.items(txn)]
+
+    # subscriptions
+
+    def subscribe(self, client_name: str, package: str, start: date,
+                  end: date | None = None) -> Subscription:
+        if end is not None and end <= start:
+            raise InvalidArgument(f"--to {end} is not after --from {start}")
+
+        def apply(txn: Any) -> Subscription:
+            client = self.registry.get_client(txn, client_name)
+            pkg = self._package(txn, package)
+            if pkg.currency != client.currency:
+                raise Conflict(f"package {package} is priced in {pkg.currency}; client "
+                               f"{client.name} pays in {client.currency}")
+            sid = 1 + max((int.from_bytes(k[1:], "big") for k, _ in
+                           self.store.subscriptions.items(txn, b"s")), default=0)
+            sub = Subscription(sid, client.id, package, start, end, int(time.time()))
+            self.store.subscriptions.put(txn, _sub_key(sid), sub.pack())
+            return sub
+
+        return self.store.write(apply)
+
+    def subscriptions(self, client_name: str | None = None) -> list[Subscription]:
+        with self.store.read() as txn:
+            cid = None if client_name is None else \
+                self.registry.get_client(txn, client_name).id
+            subs = [Subscription.unpack(v) for _, v in self.store.subscriptions.items(txn, b"s")]
+        return [s for s in subs if cid is None or s.client == cid]
+
+    def end(self, sid: int, end: date) -> tuple[Subscription, list[Entry]]:
+        """End subscription ``sid`` at ``end`` (not included); the days it was charged for
+        from then on are credited."""
+        def apply(txn: Any) -> tuple[Subscription, list[Entry]]:
+            raw = self.store.subscriptions.get(txn, _sub_key(sid))
+            if raw is None:
+                raise InvalidArgument(f"no subscription {sid}")
+            sub = Subscription.unpack(raw)
+            if end <= sub.start:
+                raise InvalidArgument(f"subscription {sid} starts on {sub.start}: it cannot "
+                                      f"end on {end}")
+            if sub.end is not None and sub.end <= end:
+                raise InvalidArgument(f"subscription {sid} ends on {sub.end} already")
+            client = self.registry.client_by_id(txn, sub.client)
+            pkg = self._package(txn, sub.package)
+            credits: list[Entry] = []
+            start, stop = period_of(end, pkg.period, client.billing_day)
+            while start < (sub.end or date.max) and self._charged(txn, sub, start):
+                before = self._due(pkg, client, sub, start, stop)
+                after = self._due(pkg, client, Subscription(sub.id, sub.client, sub.package,
+                                                            sub.start, end), start, stop)
+                if before > after:
+                    credits.append(Entry(0, "fee-credit", client.id, before - after,
+                                         int(time.time()), int(time.time()),
+                                         f"fee:{sub.id}:{start}:end", None,
+                                         f"{sub.package}: {end} to {stop}", None, None))
+                start, stop = period_of(stop, pkg.period, client.billing_day)
+            sub.end = end
+            self.store.subscriptions.put(txn, _sub_key(sid), sub.pack())
+            _append_keyed(self.store, txn, credits)
+            return sub, credits
+
+        return self.store.write(apply)
+
+    def _charged(self, txn: Any, sub: Subscription, start: date) -> bool:
+        return self.store.keys.get(txn, f"fee:{sub.id}:{start}".encode()) is not None
+
+    @staticmethod
+    def _due(pkg: Package, client: Client, sub: Subscription, start: date, stop: date) -> int:
+        first, last = active_days(sub, start, stop)
+        return share(pkg.fee, UNITS[minor_unit(pkg.currency)], (stop - start).days, first, last)
+
+
+def _sub_key(sid: int) -> bytes:
+    return b"s" + sid.to_bytes(8, "big")
+
+
+def _suspended(cid: int) -> bytes:
+    """The mark of a client a prepaid run suspended (and only such a one it restarts)."""
+    return b"x" + cid.to_bytes(4, "big")
+
+
+def _append_keyed(store: Store, txn: Any, entries: list[Entry]) -> None:
+    new = [e for e in entries if store.keys.get(txn, e.key.encode()) is None]
+    if new:
+        append(store, txn, new)
+        for e in new:
+            store.keys.put(txn, e.key.encode(), e.number.to_bytes(8, "big"))
+
+
+# -- prepaid runs
+
+
+@dataclass
+class PrepaidRun:
+    as_of: str
+    charged: list[dict[str, Any]] = field(default_factory=list)
+    suspended: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    exceptions: list[dict[str, str]] = field(default_factory=list)
+    total: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return "completed-with-errors" if self.exceptions else "completed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": "prepaid", "state": self.state, **asdict(self)}
+
+
+def prepaid_run(store: Store, as_of: date, *, suspend: bool = True,
+                now: int | None = None) -> PrepaidRun:
+    """Debit each prepaid client's fees due on ``as_of``; see the module docstring. One
+    client's problem is an exception of the run, and the run goes on."""
+    subs = Subscriptions(store)
+    now = int(time.time()) if now is None else now
+    result = PrepaidRun(as_of.isoformat())
+    by_client: dict[int, list[Subscription]] = {}
+    for s in subs.subscriptions():
+        by_client.setdefault(s.client, []).append(s)
+    totals: dict[str, int] = {}
+    for cid, held in sorted(by_client.items()):
+        try:
+            _charge_client(store, subs, cid, held, as_of, suspend, now, result, totals)
+        except RaterError as exc:
+            result.exceptions.append({"client": str(cid), "reason": exc.code,
+                                      "message": exc.message})
+    result.total = {cur: show_amount(v) for cur, v in sorted(totals.items())}
+    return result
+
+
+def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subscription],
+                   as_of: date, suspend: bool, now: int, result: PrepaidRun,
+                   totals: dict[str, int]) -> None:
+    def apply(txn: Any) -> tuple[Client, list[Entry], str | None]:
+        client = subs.registry.client_by_id(txn, cid)
+        if not client.prepaid or client.status == "deleted":
+            return client, [], None
+        due: list[Entry] = []
+        for sub in held:
+            pkg = subs._package(txn, sub.package)
+            start, stop = period_of(as_of, pkg.period, client.billing_day)
+            first, last = active_days(sub, start, stop)
+            if first == last:
+                continue
+            amount = subs._due(pkg, client, sub, start, stop)
+            kind = "recurring-fee" if (first, last) == (0, (stop - start).days) \
+                else "prorated-fee"
+            note = f"{sub.package} {start} to {stop}"
+            if amount:
+                due.append(Entry(0, kind, cid, -amount, now, now, f"fee:{sub.id}:{start}",
+                                 None, note, None, None))
+            if sub.start >= start:      # its first period: the one-off fees too
+                due += [Entry(0, "one-off-fee", cid, -a, now, now,
+                              f"fee:{sub.id}:one-off:{i}", None, f"{sub.package}: {n}",
+                              None, None)
+                        for i, (n, a) in enumerate(pkg.one_off) if a]
+        due = [e for e in due if store.keys.get(txn, e.key.encode()) is None]
+        live, _ = read_balance(store, txn, cid)
+        cost = -sum(e.amount for e in due)
+        can_pay = (available(client, live) or 0) >= cost
+        change = None
+        if due and not can_pay and suspend:
+            if client.status == "active":
+                subs.registry.set_status(txn, client, "stop", "suspend (prepaid run)")
+                store.subscriptions.put(txn, _suspended(cid), b"1")
+                change = "suspended"
+            return client, [], change
+        _append_keyed(store, txn, due)
+        if client.status == "stop" and store.subscriptions.get(txn, _suspended(cid)):
+            subs.registry.set_status(txn, client, "active", "restart (prepaid run)")
+            store.subscriptions.delete(txn, _suspended(cid))
+            change = "restarted"
+        return client, due, change
+
+    client, posted, change = store.write(apply)
+    for e in posted:
+        result.charged.append({"client": client.name, "type": e.type, "key": e.key,
+                               "amount": show_amount(-e.amount), "note": e.note or ""})
+        totals[client.currency] = totals.get(client.currency, 0) - e.amount
+    if change == "suspended":
+        result.suspended.append(client.name)
+    elif change == "restarted":
+        result.restarted.append(client.name)
+
+
