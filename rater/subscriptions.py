@@ -242,7 +242,7 @@ class Subscriptions:
                 if before > after:
                     credits.append(Entry(0, "fee-credit", client.id, before - after,
                                          int(time.time()), int(time.time()),
-                                         f"fee:{sub.id}:{start}:end", None,
+                                         f"fee:{sub.id}:{start}:end:{end}", None,
                                          f"{sub.package}: {end} to {stop}", None, None))
                 start, stop = period_of(stop, pkg.period, client.billing_day)
             sub.end = end

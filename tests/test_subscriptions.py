@@ -132,6 +132,20 @@ def test_a_month_of_a_prepaid_client(setup: tuple[Store, Subscriptions, Journal]
     assert journal.check() == []
 
 
+def test_an_end_moved_earlier_credits_the_days_between(
+        setup: tuple[Store, Subscriptions, Journal]) -> None:
+    store, subs, journal = setup
+    journal.post("acme", "manual-payment", "100")
+    sub = subs.subscribe("acme", "basic", date(2026, 11, 1))
+    prepaid_run(store, date(2026, 11, 1))           # 30.00 and the 5.00 setup
+    _, first = subs.end(sub.id, date(2026, 11, 21))  # 21..30: 10.00 back
+    _, second = subs.end(sub.id, date(2026, 11, 11))  # 11..20: 10.00 more
+    assert [e.amount for e in first + second] == [10 * 10**9, 10 * 10**9]
+    assert wallet(journal) == Decimal("85")
+    with pytest.raises(InvalidArgument, match="ends on 2026-11-11 already"):
+        subs.end(sub.id, date(2026, 11, 15))
+
+
 def test_bad_packages_and_subscriptions_are_refused(
         setup: tuple[Store, Subscriptions, Journal]) -> None:
     _, subs, _ = setup
