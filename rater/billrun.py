@@ -40,6 +40,7 @@ from .invoices import (
     Period,
     dates_period,
     month_period,
+    parse_day,
     parse_month,
 )
 from .ledger import Ledger
@@ -154,14 +155,7 @@ def period_text(month: str | None, since: str | None, until: str | None) -> str:
         return month
     if since is None or until is None:
         raise InvalidArgument("--period YYYY-MM, or --from DATE --to DATE")
-    days = []
-    for what, text in (("--from", since), ("--to", until)):
-        try:
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-                raise ValueError
-            days.append(date.fromisoformat(text))
-        except ValueError:
-            raise InvalidArgument(f"{what} {text!r}: a date YYYY-MM-DD") from None
+    days = [parse_day(since, "--from"), parse_day(until, "--to")]
     if days[1] <= days[0]:
         raise InvalidArgument("--to must be after --from (--to is the first day not billed)")
     return f"{days[0]}/{days[1]}"

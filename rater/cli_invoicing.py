@@ -11,7 +11,7 @@ from typing import Any
 
 from .cli import _open, _print_json, _table
 from .errors import InvalidArgument
-from .invoices import DEFAULT_PATTERN, SHOWN_STATES, Invoice, Invoicing, Issuer
+from .invoices import DEFAULT_PATTERN, SHOWN_STATES, Invoice, Invoicing, Issuer, parse_day
 
 # The ledger (and sqlite3) is imported by the commands that use it, not by every `rater`.
 
@@ -269,7 +269,7 @@ def _prepaid_run(args: argparse.Namespace) -> int:
     if args.period or args.since or args.until or args.clients or args.tag or args.billing_day:
         raise InvalidArgument("a prepaid run takes --as-of only: it charges every prepaid "
                               "client's fees due that day")
-    as_of = _date(args.as_of, "--as-of") if args.as_of else date.today()
+    as_of = parse_day(args.as_of, "--as-of") if args.as_of else date.today()
     with _open(args) as store:
         run = prepaid_run(store, as_of, suspend=not args.no_suspend)
     if args.json:
@@ -283,15 +283,6 @@ def _prepaid_run(args: argparse.Namespace) -> int:
     for e in run.exceptions:
         print(f"  exception: client {e['client']}: {e['reason']}: {e['message']}")
     return 0
-
-
-def _date(text: str, what: str) -> Any:
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidArgument(f"{what} {text!r}: a date YYYY-MM-DD") from None
 
 
 def cmd_package_add(args: argparse.Namespace) -> int:
@@ -345,8 +336,8 @@ def cmd_subscription_add(args: argparse.Namespace) -> int:
 
     with _open(args) as store:
         subs = Subscriptions(store)
-        sub = subs.subscribe(args.client, args.package, _date(args.since, "--from"),
-                             _date(args.until, "--to") if args.until else None)
+        sub = subs.subscribe(args.client, args.package, parse_day(args.since, "--from"),
+                             parse_day(args.until, "--to") if args.until else None)
         shown = sub.to_json({sub.client: args.client})
     _print_json(shown) if args.json else print(f"subscription {sub.id}: {args.client} on "
                                                f"{args.package} from {shown['from']}")
@@ -373,7 +364,7 @@ def cmd_subscription_end(args: argparse.Namespace) -> int:
     from .subscriptions import Subscriptions
 
     with _open(args) as store:
-        sub, credits = Subscriptions(store).end(args.id, _date(args.on, "--on"))
+        sub, credits = Subscriptions(store).end(args.id, parse_day(args.on, "--on"))
     out = {"id": sub.id, "to": sub.end.isoformat() if sub.end else None,
            "credited": show_amount(sum(e.amount for e in credits))}
     _print_json(out) if args.json else print(f"subscription {sub.id} ends on {out['to']}; "

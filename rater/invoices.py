@@ -289,17 +289,28 @@ class Period:
     @property
     def label(self) -> str:
         """``YYYY-MM`` for a month from the 1st, else ``FIRST/LAST`` (both days in)."""
-        if self.start.day == 1 and self.end == _add_month(self.start):
+        if self.start.day == 1 and self.end == add_month(self.start):
             return f"{self.start:%Y-%m}"
         return f"{self.start}/{self.end - timedelta(days=1)}"
 
 
-def _add_month(d: date) -> date:
+def add_month(d: date) -> date:
+    """The same day of the next month (days 1..28 only)."""
     return date(d.year + d.month // 12, d.month % 12 + 1, d.day)
 
 
 def _midnight(d: date, tz: str) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=zone(tz)).timestamp())
+
+
+def parse_day(text: str, what: str) -> date:
+    """A date ``YYYY-MM-DD`` given as option ``what``."""
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(f"{what} {text!r}: a date YYYY-MM-DD") from None
 
 
 def parse_month(text: str) -> tuple[int, int]:
@@ -313,7 +324,7 @@ def parse_month(text: str) -> tuple[int, int]:
 def month_period(client: Client, month: str) -> Period:
     """The client's period that starts in ``month`` (YYYY-MM) on its billing day."""
     start = date(*parse_month(month), client.billing_day)
-    return dates_period(client, start, _add_month(start))
+    return dates_period(client, start, add_month(start))
 
 
 def dates_period(client: Client, start: date, end: date) -> Period:

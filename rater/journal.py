@@ -249,15 +249,25 @@ def append_packed(store: Store, txn: Any, packed: list[bytes],
     return first
 
 
+def unposted(store: Store, txn: Any, entries: Iterable[Entry]) -> list[Entry]:
+    """The entries whose idempotency keys are not in the journal yet."""
+    return [e for e in entries if store.keys.get(txn, e.key.encode()) is None]
+
+
+def append_keyed(store: Store, txn: Any, entries: list[Entry]) -> None:
+    """Append entries (none of whose keys is taken) and record their keys, in ``txn``."""
+    if entries:
+        append(store, txn, entries)
+        for e in entries:
+            store.keys.put(txn, e.key.encode(), _num(e.number))
+
+
 def post_many(store: Store, entries: list[Entry]) -> list[Entry]:
     """Write entries that carry their own idempotency keys, in one transaction, skipping
     each whose key is in the journal already; returns those written."""
     def apply(txn: Any) -> list[Entry]:
-        new = [e for e in entries if store.keys.get(txn, e.key.encode()) is None]
-        if new:
-            append(store, txn, new)
-            for e in new:
-                store.keys.put(txn, e.key.encode(), _num(e.number))
+        new = unposted(store, txn, entries)
+        append_keyed(store, txn, new)
         return new
 
     return store.write(apply)

@@ -31,13 +31,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
 from .clients import Client, Registry, parse_amount, show_amount
 from .errors import Conflict, InvalidArgument, RaterError
-from .journal import Entry, append, available, read_balance
+from .invoices import add_month
+from .journal import Entry, append_keyed, available, read_balance, unposted
 from .money import UNITS, minor_unit
 from .store import Store
 
@@ -106,11 +107,6 @@ class Subscription:
 # -- periods and proration
 
 
-def _add_month(d: date) -> date:
-    y, m = (d.year, d.month + 1) if d.month < 12 else (d.year + 1, 1)
-    return date(y, m, d.day)
-
-
 def period_of(day: date, period: str, billing_day: int = 1) -> tuple[date, date]:
     """The fee period holding ``day``: [start, end)."""
     if period == "daily":
@@ -122,7 +118,7 @@ def period_of(day: date, period: str, billing_day: int = 1) -> tuple[date, date]
     if start > day:
         y, m = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
         start = date(y, m, billing_day)
-    return start, _add_month(start)
+    return start, add_month(start)
 
 
 def share(fee: int, unit: int, days: int, first: int, last: int) -> int:
@@ -236,9 +232,8 @@ class Subscriptions:
             credits: list[Entry] = []
             start, stop = period_of(end, pkg.period, client.billing_day)
             while start < (sub.end or date.max) and self._charged(txn, sub, start):
-                before = self._due(pkg, client, sub, start, stop)
-                after = self._due(pkg, client, Subscription(sub.id, sub.client, sub.package,
-                                                            sub.start, end), start, stop)
+                before = _due(pkg, sub, start, stop)
+                after = _due(pkg, replace(sub, end=end), start, stop)
                 if before > after:
                     credits.append(Entry(0, "fee-credit", client.id, before - after,
                                          int(time.time()), int(time.time()),
@@ -247,7 +242,7 @@ class Subscriptions:
                 start, stop = period_of(stop, pkg.period, client.billing_day)
             sub.end = end
             self.store.subscriptions.put(txn, _sub_key(sid), sub.pack())
-            _append_keyed(self.store, txn, credits)
+            append_keyed(self.store, txn, unposted(self.store, txn, credits))
             return sub, credits
 
         return self.store.write(apply)
@@ -255,10 +250,12 @@ class Subscriptions:
     def _charged(self, txn: Any, sub: Subscription, start: date) -> bool:
         return self.store.keys.get(txn, f"fee:{sub.id}:{start}".encode()) is not None
 
-    @staticmethod
-    def _due(pkg: Package, client: Client, sub: Subscription, start: date, stop: date) -> int:
-        first, last = active_days(sub, start, stop)
-        return share(pkg.fee, UNITS[minor_unit(pkg.currency)], (stop - start).days, first, last)
+
+
+def _due(pkg: Package, sub: Subscription, start: date, stop: date) -> int:
+    """What ``sub`` pays of the period [start, stop) of its package's fee."""
+    first, last = active_days(sub, start, stop)
+    return share(pkg.fee, UNITS[minor_unit(pkg.currency)], (stop - start).days, first, last)
 
 
 def _sub_key(sid: int) -> bytes:
@@ -268,14 +265,6 @@ def _sub_key(sid: int) -> bytes:
 def _suspended(cid: int) -> bytes:
     """The mark of a client a prepaid run suspended (and only such a one it restarts)."""
     return b"x" + cid.to_bytes(4, "big")
-
-
-def _append_keyed(store: Store, txn: Any, entries: list[Entry]) -> None:
-    new = [e for e in entries if store.keys.get(txn, e.key.encode()) is None]
-    if new:
-        append(store, txn, new)
-        for e in new:
-            store.keys.put(txn, e.key.encode(), e.number.to_bytes(8, "big"))
 
 
 # -- prepaid runs
@@ -333,7 +322,7 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
             first, last = active_days(sub, start, stop)
             if first == last:
                 continue
-            amount = subs._due(pkg, client, sub, start, stop)
+            amount = _due(pkg, sub, start, stop)
             kind = "recurring-fee" if (first, last) == (0, (stop - start).days) \
                 else "prorated-fee"
             note = f"{sub.package} {start} to {stop}"
@@ -345,7 +334,7 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
                               f"fee:{sub.id}:one-off:{i}", None, f"{sub.package}: {n}",
                               None, None)
                         for i, (n, a) in enumerate(pkg.one_off) if a]
-        due = [e for e in due if store.keys.get(txn, e.key.encode()) is None]
+        due = unposted(store, txn, due)
         live, _ = read_balance(store, txn, cid)
         cost = -sum(e.amount for e in due)
         can_pay = (available(client, live) or 0) >= cost
@@ -356,7 +345,7 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
                 store.subscriptions.put(txn, _suspended(cid), b"1")
                 change = "suspended"
             return client, [], change
-        _append_keyed(store, txn, due)
+        append_keyed(store, txn, due)
         if client.status == "stop" and store.subscriptions.get(txn, _suspended(cid)):
             subs.registry.set_status(txn, client, "active", "restart (prepaid run)")
             store.subscriptions.delete(txn, _suspended(cid))

@@ -59,11 +59,14 @@ def test_a_subscription_pays_each_full_period_in_full(start: date, length: int,
         day = b
     # Whole periods pay the fee; the partial ones at either end pay less than a fee each.
     assert full * fee <= paid < (full + 2) * fee
-    assert paid == sum(share(fee, CENT, (period_of(d, period, billing_day)[1]
-                                         - period_of(d, period, billing_day)[0]).days,
-                             (d - period_of(d, period, billing_day)[0]).days,
-                             (d - period_of(d, period, billing_day)[0]).days + 1)
-                       for d in (start + timedelta(days=i) for i in range(length)))
+    # And what it pays is what its days pay, one by one.
+    assert paid == sum(day_share(fee, start + timedelta(days=i), period, billing_day)
+                       for i in range(length))
+
+
+def day_share(fee: int, day: date, period: str, billing_day: int) -> int:
+    a, b = period_of(day, period, billing_day)
+    return share(fee, CENT, (b - a).days, (day - a).days, (day - a).days + 1)
 
 
 def test_periods() -> None:
