@@ -360,7 +360,7 @@ cdef int64_t next_cut(const Deck* d, const uint8_t* digits, int n, int64_t start
     """Cut mode: the first call second after t, before until, where the call is cut (the
     row in force changes, or it is midnight on the wall clock), or INF; next_row: the row
     from there."""
-    cdef int64_t b = start + t, rr
+    cdef int64_t b = start + t, rr, local
     cdef int pl
     while True:
         b = next_boundary(d, b)
@@ -369,7 +369,8 @@ cdef int64_t next_cut(const Deck* d, const uint8_t* digits, int n, int64_t start
         rr = find_row(d, digits, n, start, b, &pl)
         if rr < 0:
             rr = r0
-        if rr != r or floordiv(b + tz_offset(d, b), 86400) * 86400 == b + tz_offset(d, b):
+        local = b + tz_offset(d, b)
+        if rr != r or floordiv(local, 86400) * 86400 == local:
             next_row[0] = rr
             return b - start
 
@@ -867,7 +868,7 @@ cdef class Engine:
         self.deck.dest_index = <const uint32_t*>(base + h.off_dest_index)
         self.deck.dest_bytes = <const char*>(base + h.off_dest_bytes)
         self.deck.cut = (h.flags & FLAG_CUT) != 0
-        self.deck.split = ((h.flags & FLAG_SPLIT) != 0 and h.n_profiles > 0) or self.deck.cut
+        self.deck.split = (h.flags & FLAG_SPLIT) != 0 and h.n_profiles > 0
 
     # -- facts
 

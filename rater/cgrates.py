@@ -35,8 +35,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import time as dtime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -53,8 +52,17 @@ from .errors import (
 )
 from .money import MAX_DECIMALS, round_fraction
 from .numbers import normalise_number, normalise_prefix
-from .tariff import MAX_PROFILES, MAX_WEIGHT, RateRow, RateTable, Rounding, Tier, TimeProfile
-from .timeutil import parse_instant, transitions, zone
+from .tariff import (
+    MAX_PROFILES,
+    MAX_WEIGHT,
+    TABLE_NAME,
+    RateRow,
+    RateTable,
+    Rounding,
+    Tier,
+    TimeProfile,
+)
+from .timeutil import parse_instant, wall_instants, zone
 
 FILES = ("Destinations.csv", "Rates.csv", "DestinationRates.csv", "Timings.csv",
          "RatingPlans.csv", "RatingProfiles.csv")
@@ -62,6 +70,8 @@ FILES = ("Destinations.csv", "Rates.csv", "DestinationRates.csv", "Timings.csv",
 ROUNDING = {"*up": "up", "*middle": "half-up", "*down": "down"}
 MAX_COST_STRATEGIES = ("", "*free", "*disconnect")
 ANY = "*any"
+#: The tenant and category a call is rated for unless told (CGRateS's).
+DEFAULT_TENANT, DEFAULT_CATEGORY = "cgrates.org", "call"
 #: Go's duration units, in seconds.
 _UNITS = {"h": Fraction(3600), "m": Fraction(60), "s": Fraction(1),
           "ms": Fraction(1, 1000), "us": Fraction(1, 10**6), "µs": Fraction(1, 10**6),
@@ -430,12 +440,11 @@ class Part:
 @dataclass(frozen=True)
 class Costed:
     cost: Decimal
-    #: Before the one rounding: connect fee and parts, exactly.
-    exact: Fraction
-    connect_fee: Decimal
     subject: str
     plan: str
     prefix: str
+    #: The destination of the destination rate the call starts in.
+    destination: str
     parts: tuple[Part, ...]
 
 
@@ -467,11 +476,11 @@ class PlanPricer:
                 ) -> RatingProfile | None:
         """The subject's profile in force at ``at`` (the last activation at or before)."""
         found = self._profiles.get((tenant, category, subject), [])
-        k = bisect.bisect_right([p.activation for p in found], at)
+        k = bisect.bisect_right(found, at, key=lambda p: p.activation)
         return found[k - 1] if k else None
 
     def price(self, number: str, at: int, seconds: int, *, subject: str,
-              tenant: str = "cgrates.org", category: str = "call") -> Costed:
+              tenant: str = DEFAULT_TENANT, category: str = DEFAULT_CATEGORY) -> Costed:
         """The cost of a call of ``seconds`` from ``at`` (UNIX seconds) to ``number``."""
         digits = normalise_number(number)
         own = self.profile(tenant, category, subject, at) or self.profile(
@@ -513,7 +522,7 @@ class PlanPricer:
         if dr.max_cost_strategy == "*free" and dr.max_cost > 0:
             exact = min(exact, Fraction(dr.max_cost))
         cost = round_fraction(exact, dr.decimals, dr.method)
-        return Costed(cost, exact, fee, profile.subject, profile.plan, prefix or ANY,
+        return Costed(cost, profile.subject, profile.plan, prefix or ANY, dr.destination,
                       tuple(parts))
 
     def _choose(self, table: dict[str, list[Candidate]], digits: str, t: int
@@ -542,21 +551,12 @@ class PlanPricer:
         """Where the call is cut (seconds from its start; its end last) and what prices
         the part from there: cut at each wall-clock midnight, and where the line in force
         changes (a part where the number has none is priced as the call's start)."""
-        end = at + seconds
-        starts = {0} | {t.start for t in self.plan.timings.values() if t.start is not None}
-        instants = {a for a in transitions(self.plan.timezone)[0] if at < a < end}
-        day = datetime.fromtimestamp(at, self.tz).date() - timedelta(days=1)
-        while datetime.combine(day, dtime(0), self.tz).timestamp() < end + 86400:
-            for sod in starts:
-                for fold in (0, 1):          # a wall-clock time that comes twice
-                    wall = dtime(sod // 3600, sod // 60 % 60, sod % 60, fold=fold)
-                    instants.add(int(datetime.combine(day, wall, self.tz).timestamp()))
-            day += timedelta(days=1)
+        starts = {t.start for t in self.plan.timings.values() if t.start is not None}
         out: list[tuple[int, tuple[str, Candidate]]] = []
         current = first
-        for t in sorted(i for i in instants if at < i < end):
+        for t, midnight in wall_instants(self.plan.timezone, at, at + seconds, starts):
             now = self._choose(table, digits, t) or first
-            if now != current or datetime.fromtimestamp(t, self.tz).time() == dtime(0):
+            if now != current or midnight:
                 out.append((t - at, now))
                 current = now
         out.append((seconds, current))
@@ -615,7 +615,7 @@ def rate_tables(plan: TariffPlan, currency: str, source: str = "") -> list[PlanT
                                      f"most {MAX_WEIGHT // (2 * 86400)}", file="RatingPlans.csv")
     out: list[PlanTable] = []
     for plan_id, lines in plan.plans.items():
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", plan_id):
+        if not TABLE_NAME.fullmatch(plan_id):
             problems.add(0, 1, "Id", f"plan {plan_id!r} cannot name a rate table: up to 64 "
                                      f"letters, digits, _ . : -", file="RatingPlans.csv")
             continue

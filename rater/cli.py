@@ -411,26 +411,26 @@ def _rate(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     with _open(args) as store:
         if args.subject is not None:
+            from .cgrates import DEFAULT_CATEGORY, DEFAULT_TENANT
             from .rating_profiles import RatingProfiles
 
             if args.tech_prefix:
                 raise InvalidArgument("--tech-prefix is for --table")
-            rated = RatingProfiles(store).rate(
-                args.number, args.at, args.duration, subject=args.subject, tenant=args.tenant,
-                category=args.category)
-            explained = rated.explained
-            extra = {"tenant": args.tenant, "category": args.category,
-                     "subject": args.subject, "rated_as": rated.subject, "plan": rated.plan}
+            tenant, category = args.tenant or DEFAULT_TENANT, args.category or DEFAULT_CATEGORY
+            rated = RatingProfiles(store).rate(args.number, args.at, args.duration,
+                                               subject=args.subject, tenant=tenant,
+                                               category=category)
+            explained, tz = rated.explained, rated.tz
+            extra = {"tenant": tenant, "category": category,
+                     "subject": args.subject, "rated_as": rated.subject,
+                     "plan": explained.call.table}
             if rated.max_duration is not None:
                 extra["max_duration"] = rated.max_duration
-            table = rated.plan
         else:
-            table = args.table
-        with Deck(store, table) as deck:
-            if args.subject is None:
+            with Deck(store, args.table) as deck:
                 explained = deck.explain(args.number, args.at, args.duration,
                                          args.tech_prefix)
-            tz = deck.tz
+                tz = deck.tz
     call = explained.call
     tiers = [{"destination": c.destination, "from_second": c.from_s,
               "increments": c.increments, "increment": c.increment_s, "seconds": c.seconds,
@@ -606,9 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     by.add_argument("--table")
     by.add_argument("--subject", help="price through the rating profiles of this subject "
                                       "(from `rater deck import-cgrates`)")
-    sp.add_argument("--tenant", default="cgrates.org", help="with --subject (default "
-                                                            "cgrates.org)")
-    sp.add_argument("--category", default="call", help="with --subject (default call)")
+    sp.add_argument("--tenant", help="with --subject (default cgrates.org, as in CGRateS)")
+    sp.add_argument("--category", help="with --subject (default call, as in CGRateS)")
     sp.add_argument("--at", help="start, ISO 8601 (default now); without an offset, in the "
                                  "table's time zone (with --subject: the import's)")
     sp.add_argument("--duration", type=int, default=60, help="seconds (default 60)")

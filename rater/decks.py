@@ -429,9 +429,10 @@ class Decks:
             key = row_key(table.name, prefix, profile, eff)
             fresh.add(key)
             value = encode_stored(st)
-            if existing.get(key) != value:
+            old = existing.get(key)
+            if old != value:
                 puts.append((key, value))
-                changes.append(Change(prefix, profile, eff, existing.get(key), value))
+                changes.append(Change(prefix, profile, eff, old, value))
         for key, value in existing.items():
             if key not in fresh:
                 _, prefix, profile, eff = split_row_key(key)

@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cgrates import ANY, rate_tables, read_plan
+from .cgrates import ANY, DEFAULT_CATEGORY, DEFAULT_TENANT, rate_tables, read_plan
 from .decks import Decks
 from .engine import Deck, Explained
 from .errors import (
@@ -40,13 +39,15 @@ from .errors import (
 from .store import Store
 from .timeutil import parse_instant, zone
 
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
 # Keys of the store's rating space.
 PROFILE = b"profile\0"      # + tenant \0 category \0 subject \0 activation (8 bytes)
 PLAN = b"plan\0"            # + table name: what the table keeps of its plan
-IMPORT = b"import"          # the last import: folder, zone, currency
+IMPORT = b"import"          # the last import: its zone
 #: The longest call a ``*disconnect`` MaxCost is checked over, for authorization.
 MAX_AUTHORIZED_S = 86400
-DEFAULT_TENANT, DEFAULT_CATEGORY = "cgrates.org", "call"
 
 
 @dataclass
@@ -99,11 +100,12 @@ def import_plan(store: Store, folder: str | Path, timezone: str = "UTC",
                                f"CGRateS: nothing was imported",
                                hint="give the RatingPlan another id")
             version = decks.hold_exactly(txn, pt.table, pt.rows, "import-cgrates", source)
-            record = json.loads(store.tables.get(txn, pt.table.name.encode()))
+            number = version.version if version is not None else \
+                json.loads(store.tables.get(txn, name))["version"]
             store.rating.put(txn, PLAN + pt.table.name.encode(), json.dumps({
                 "disconnect": {profile: {dest: str(cost) for dest, cost in caps.items()}
                                for profile, caps in pt.disconnect.items()}}).encode())
-            done.append(ImportedPlan(pt.table.name, record["version"], version is not None,
+            done.append(ImportedPlan(pt.table.name, number, version is not None,
                                      len(pt.rows), len(pt.table.profiles)))
         for key, _ in list(store.rating.items(txn, PROFILE)):
             store.rating.delete(txn, key)
@@ -111,8 +113,7 @@ def import_plan(store: Store, folder: str | Path, timezone: str = "UTC",
             store.rating.put(txn, _profile_key(p.tenant, p.category, p.subject, p.activation),
                              json.dumps({"plan": p.plan,
                                          "fallback": list(p.fallback_subjects)}).encode())
-        store.rating.put(txn, IMPORT, json.dumps({"folder": str(folder), "timezone": timezone,
-                                                  "currency": currency.upper()}).encode())
+        store.rating.put(txn, IMPORT, json.dumps({"timezone": timezone}).encode())
         return done
 
     plans = store.write(apply)
@@ -121,14 +122,15 @@ def import_plan(store: Store, folder: str | Path, timezone: str = "UTC",
 
 @dataclass(frozen=True)
 class Rated:
-    """A call priced through the rating profiles."""
+    """A call priced through the rating profiles (by the table ``explained.call.table``)."""
 
     explained: Explained
     #: The subject whose plan priced it (the one asked for, ``*any``, or a fallback).
     subject: str
-    plan: str
     #: ``*disconnect``: the longest call its MaxCost allows (at most a day).
     max_duration: int | None
+    #: The table's zone.
+    tz: ZoneInfo
 
 
 class RatingProfiles:
@@ -137,80 +139,67 @@ class RatingProfiles:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def timezone(self) -> str:
-        """The zone of the last import (of instants written without an offset)."""
-        with self.store.read() as txn:
-            raw = self.store.rating.get(txn, IMPORT)
-        return "UTC" if raw is None else str(json.loads(raw)["timezone"])
-
-    def _profile(self, tenant: str, category: str, subject: str, at: int
-                 ) -> dict[str, Any] | None:
-        """The subject's profile in force at ``at`` (the last activation at or before)."""
-        found = None
-        with self.store.read() as txn:
-            for key, value in self.store.rating.items(txn, _profile_key(tenant, category,
-                                                                        subject)):
-                if int.from_bytes(key[-8:], "big") - 2**63 > at:
-                    break
-                found = json.loads(value)
-        return found
-
     def rate(self, number: str, at: int | str | None, seconds: int, *, subject: str,
              tenant: str = DEFAULT_TENANT, category: str = DEFAULT_CATEGORY) -> Rated:
         """Price a call of ``seconds`` from ``at`` (None: now) to ``number`` for
         ``subject``."""
-        if at is None:
-            at = int(time.time())
-        elif isinstance(at, str):
-            at = parse_instant(at, zone(self.timezone()))
-        own = self._profile(tenant, category, subject, at)
-        if own is None:
-            own = self._profile(tenant, category, ANY, at)
+        with self.store.read() as txn:
+            if at is None:
+                at = int(time.time())
+            elif isinstance(at, str):
+                raw = self.store.rating.get(txn, IMPORT)    # the zone of the last import
+                at = parse_instant(at, zone("UTC" if raw is None
+                                            else json.loads(raw)["timezone"]))
+            own = self._profile(txn, tenant, category, subject, at)
             if own is None:
-                raise RatingPlanNotFound(f"no rating profile for {tenant}:{category}:{subject} "
-                                         f"(nor {ANY}) at that time",
-                                         hint="`rater deck import-cgrates` imports them")
-            own["subject"] = ANY
-        else:
-            own["subject"] = subject
-        tried: set[str] = set()
-        for profile in self._in_turn(own, tenant, category, at, tried):
+                own = self._profile(txn, tenant, category, ANY, at)
+                if own is None:
+                    raise RatingPlanNotFound(f"no rating profile for {tenant}:{category}:"
+                                             f"{subject} (nor {ANY}) at that time",
+                                             hint="`rater deck import-cgrates` imports them")
+            chain = self._in_turn(txn, own, tenant, category, at)
+            caps = {p["plan"]: json.loads(self.store.rating.get(txn, PLAN + p["plan"].encode())
+                                          or b'{"disconnect": {}}')["disconnect"]
+                    for p in chain}
+        for profile in chain:
             with Deck(self.store, profile["plan"]) as deck:
                 try:
                     explained = deck.explain(number, at, seconds)
                 except NoRate:
                     continue
-                limit = self._disconnect(deck, explained, number, at)
-            return Rated(explained, profile["subject"], profile["plan"], limit)
-        others = sorted(tried - {subject})
+                cap = caps[profile["plan"]].get(explained.profile, {}).get(
+                    explained.call.destination)
+                limit = None if cap is None else deck.max_duration(number, at, Decimal(cap),
+                                                                   MAX_AUTHORIZED_S)
+                return Rated(explained, profile["subject"], limit, deck.tz)
+        others = sorted({p["subject"] for p in chain} - {subject})
         raise UnauthorizedDestination(f"no rating plan of {subject}"
                                       + (f" (nor of {', '.join(others)})" if others else "")
                                       + f" prices {number}")
 
-    def _in_turn(self, first: dict[str, Any], tenant: str, category: str, at: int,
-                 tried: set[str]) -> Iterator[dict[str, Any]]:
+    def _profile(self, txn: Any, tenant: str, category: str, subject: str, at: int
+                 ) -> dict[str, Any] | None:
+        """The subject's profile in force at ``at`` (the last activation at or before),
+        with its ``subject``."""
+        found = None
+        for key, value in self.store.rating.items(txn, _profile_key(tenant, category,
+                                                                    subject)):
+            if int.from_bytes(key[-8:], "big") - 2**63 > at:
+                break
+            found = {**json.loads(value), "subject": subject}
+        return found
+
+    def _in_turn(self, txn: Any, first: dict[str, Any], tenant: str, category: str, at: int
+                 ) -> list[dict[str, Any]]:
         """The profile, then its fallback subjects' in turn (breadth first), each subject
         once, so that fallbacks that lead back end."""
+        out: list[dict[str, Any]] = []
         queue = [first]
         while queue:
             profile = queue.pop(0)
-            if profile["subject"] in tried:
+            if any(p["subject"] == profile["subject"] for p in out):
                 continue
-            tried.add(profile["subject"])
-            yield profile
-            for name in profile["fallback"]:
-                nxt = self._profile(tenant, category, name, at)
-                if nxt is not None:
-                    nxt["subject"] = name
-                    queue.append(nxt)
-
-    def _disconnect(self, deck: Deck, explained: Explained, number: str, at: int
-                    ) -> int | None:
-        with self.store.read() as txn:
-            raw = self.store.rating.get(txn, PLAN + deck.name.encode())
-        caps = {} if raw is None else json.loads(raw)["disconnect"].get(explained.profile, {})
-        dest = explained.call.destination
-        cap = caps.get(dest)
-        if cap is None:
-            return None
-        return deck.max_duration(number, at, Decimal(cap), MAX_AUTHORIZED_S)
+            out.append(profile)
+            queue += [p for name in profile["fallback"]
+                      if (p := self._profile(txn, tenant, category, name, at)) is not None]
+        return out

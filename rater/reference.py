@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from fractions import Fraction
 
 from .errors import NoRate
 from .money import round_fraction, to_nano
 from .numbers import normalise_number
 from .tariff import RateRow, RateTable, Tier
-from .timeutil import transitions, zone
+from .timeutil import wall_instants, zone
 
 FOREVER = 2**63 - 1
 NEVER = -(2**63)
@@ -145,27 +145,12 @@ class ReferenceDeck:
               until_s: int) -> list[tuple[int, RateRow, str]]:
         """Cut mode: each part's end (call seconds) and the row and prefix after it; the
         call is cut where the row in force changes and at every wall-clock midnight."""
-        end = start + until_s
-        # The row in force can change only where the wall clock reaches a window edge
-        # or midnight (either reading of an hour that repeats), or jumps.
-        edges = {0} | {e % 86400 for p in self.table.profiles.values()
-                       for w in p.windows for e in w}
-        at, _ = transitions(self.table.timezone)
-        instants = {a for a in at if start < a < end}
-        day = datetime.fromtimestamp(start, self.tz).date() - timedelta(days=1)
-        while datetime.combine(day, time(0), self.tz).timestamp() < end + 86400:
-            for sod in edges:
-                for fold in (0, 1):
-                    wall = datetime.combine(day, time(sod // 3600, sod // 60 % 60, sod % 60,
-                                                      fold=fold), self.tz)
-                    instants.add(int(wall.timestamp()))
-            day += timedelta(days=1)
+        edges = {e % 86400 for p in self.table.profiles.values() for w in p.windows for e in w}
         out: list[tuple[int, RateRow, str]] = []
         row, prefix = row0, prefix0
-        for c in sorted(i for i in instants if start < i < end):
+        for c, midnight in wall_instants(self.table.timezone, start, start + until_s, edges):
             found = self.find(digits, start, c) or (row0, prefix0)
-            local = datetime.fromtimestamp(c, self.tz)
-            if found[0] is not row or found[1] != prefix or local.time() == time(0):
+            if found[0] is not row or found[1] != prefix or midnight:
                 out.append((c - start, *found))
                 row, prefix = found
         out.append((until_s, row, prefix))

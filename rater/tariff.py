@@ -33,6 +33,8 @@ MAX_TIERS = 1000
 #: Time profiles a table may have (the compiled row's profile index is 16 bits).
 MAX_PROFILES = 32767
 
+#: What a rate table's name may hold.
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: The years rater rates calls in (timeutil's instants: 1970..2099).
 FIRST_YEAR, LAST_YEAR = 1970, 2099
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -429,7 +431,7 @@ class RateTable:
     profiles: dict[str, TimeProfile] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.name):
+        if not TABLE_NAME.fullmatch(self.name):
             raise ValueError(f"table name {self.name!r}: use up to 64 letters, digits, _ . : -")
         if not re.fullmatch(r"[A-Z]{3}", self.currency):
             raise ValueError(f"currency {self.currency!r} is not an ISO 4217 code such as USD")

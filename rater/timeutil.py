@@ -128,3 +128,23 @@ def transitions(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
             offsets.append(o)
         t = nxt
     return tuple(at), tuple(offsets)
+
+
+def wall_instants(name: str, start: int, end: int, seconds_of_day: set[int]
+                  ) -> list[tuple[int, bool]]:
+    """The instants in (start, end) where the wall clock of zone ``name`` reaches one of
+    ``seconds_of_day`` (either reading of an hour that comes twice) or jumps (an offset
+    change), in order, each with whether it is midnight on the wall clock. Anything that
+    holds by wall-clock time can change only there."""
+    tz = zone(name)
+    found = {a for a in transitions(name)[0] if start < a < end}
+    day = datetime.fromtimestamp(start, tz).date() - timedelta(days=1)
+    while datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() < end + 86400:
+        for sod in seconds_of_day | {0}:
+            for fold in (0, 1):
+                wall = datetime(day.year, day.month, day.day, sod // 3600, sod // 60 % 60,
+                                sod % 60, tzinfo=tz, fold=fold)
+                found.add(int(wall.timestamp()))
+        day += timedelta(days=1)
+    return [(t, datetime.fromtimestamp(t, tz).time() == datetime.min.time())
+            for t in sorted(t for t in found if start < t < end)]
