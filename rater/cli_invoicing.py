@@ -7,13 +7,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cli import _open, _print_json, _table
+from .clients import DEFAULT_PATTERN, SHOWN_STATES
 from .errors import InvalidArgument
-from .invoices import DEFAULT_PATTERN, SHOWN_STATES, Invoice, Invoicing, Issuer, parse_day
 
-# The ledger (and sqlite3) is imported by the commands that use it, not by every `rater`.
+if TYPE_CHECKING:
+    from .invoices import Invoice, Invoicing
+
+# Invoicing and the ledger (and sqlite3) are imported by the commands that use them, not
+# by every `rater`.
 
 
 @contextmanager
@@ -28,6 +32,8 @@ def _ledger(args: argparse.Namespace) -> Iterator[Any]:
 @contextmanager
 def _invoicing(args: argparse.Namespace) -> Iterator[Invoicing]:
     with _ledger(args) as (_, ledger):
+        from .invoices import Invoicing
+
         yield Invoicing(ledger)
 
 
@@ -55,6 +61,8 @@ def cmd_issuer_add(args: argparse.Namespace) -> int:
     if not ch.get("address"):
         raise InvalidArgument("--address is needed")
     with _invoicing(args) as inv:
+        from .invoices import Issuer
+
         issuer = inv.add_issuer(Issuer(args.name, **ch))
     print(f"issuer {issuer.name} added, numbers {issuer.pattern}"
           + (" (the default issuer)" if issuer.default else ""))
@@ -207,9 +215,13 @@ def cmd_invoice_reissue(args: argparse.Namespace) -> int:
                 made.append((old, new))
         failed = []
         if not args.no_pdf:
+            # One rendering per folder, so that --processes renders them side by side.
+            by_dir: dict[Path, list[Invoice]] = {}
             for old, new in made:
                 where = Path(old.pdf).parent if old.pdf else pdf_dir(store, new)
-                failed += render_pdfs(inv, [new], where, args.processes)
+                by_dir.setdefault(where, []).append(new)
+            for where, news in by_dir.items():
+                failed += render_pdfs(inv, news, where, args.processes)
         shown = [{"old": old.number, **new.to_json()} for old, new in made]
     if args.json:
         _print_json(shown)
@@ -246,10 +258,9 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
         with Progress("ledger", None, unit="entries") as bar:
             runs.execute(run, pdf=not args.no_pdf, processes=args.processes, progress=bar,
                          mail=mail)
-        invoices = runs.invoicing.invoices(run=run.id)
-    if args.json:
-        _print_json(run.to_json(invoices))
-        return 0
+        if args.json:
+            _print_json(run.to_json(runs.invoicing.invoices(run=run.id)))
+            return 0
     r = run.results
     totals = ", ".join(f"{v} {c}" for c, v in r["totals"].items()) or "nothing"
     print(f"bill run {run.id} ({run.mode}, {run.period}): {run.state}; {r['invoices']} "
@@ -264,6 +275,7 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
 def _prepaid_run(args: argparse.Namespace) -> int:
     from datetime import date
 
+    from .invoices import parse_day
     from .subscriptions import prepaid_run
 
     if args.period or args.since or args.until or args.clients or args.tag or args.billing_day:
@@ -332,6 +344,7 @@ def cmd_package_list(args: argparse.Namespace) -> int:
 
 
 def cmd_subscription_add(args: argparse.Namespace) -> int:
+    from .invoices import parse_day
     from .subscriptions import Subscriptions
 
     with _open(args) as store:
@@ -361,6 +374,7 @@ def cmd_subscription_list(args: argparse.Namespace) -> int:
 
 def cmd_subscription_end(args: argparse.Namespace) -> int:
     from .clients import show_amount
+    from .invoices import parse_day
     from .subscriptions import Subscriptions
 
     with _open(args) as store:

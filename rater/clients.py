@@ -96,6 +96,11 @@ def show_amount(nanos: int) -> str:
 
 
 INVOICE_TEMPLATES = ("default", "extended")
+#: The invoice states shown; ``overdue`` is an issued invoice past its due date, stored as
+#: issued (rater.invoices).
+SHOWN_STATES = ("draft", "issued", "overdue", "paid", "void")
+#: An issuer's invoice numbers unless it says otherwise.
+DEFAULT_PATTERN = "INV-{yyyy}-{seq:06}"
 VAT_ID = re.compile(r"[A-Z]{2}[0-9A-Z+*.]{2,12}")
 BIC = re.compile(r"[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?")
 #: What a SEPA mandate reference may hold (the pain.008 Max35Text restricted set).

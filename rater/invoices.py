@@ -47,7 +47,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .clients import Client, tax_percent
+from .clients import DEFAULT_PATTERN, Client, tax_percent
 from .errors import Conflict, InvalidArgument, InvoiceError
 from .journal import CALL_TYPES, FEE_TYPES
 from .money import UNITS, format_nanos, minor_unit, round_signed
@@ -62,9 +62,6 @@ LINE_KIND = {"recurring-fee": "recurring", "prorated-fee": "prorated", "one-off-
              "fee-credit": "prorated"}
 #: Movements that are the statement's payments.
 PAYMENT_TYPES = ("manual-payment", "ecommerce-payment", "capture", "refund", "ecommerce-refund")
-#: The states shown; ``overdue`` is an issued invoice past its due date, stored as issued.
-SHOWN_STATES = ("draft", "issued", "overdue", "paid", "void")
-DEFAULT_PATTERN = "INV-{yyyy}-{seq:06}"
 
 SCHEMA = (
     # The companies invoices are issued by, each with its own gapless number series.
@@ -499,7 +496,12 @@ class Basis:
     end_at: int = 0
     open_from: int = 0
     due: int = 0
-    total: int = 0
+
+
+#: The columns of an invoice that make its Basis, in the fields' order.
+_BASIS = "id, through, end_at, open_from, due"
+#: The movement types that are an invoice's items, as an SQL list.
+_ITEM_TYPES = ", ".join(f"'{t}'" for t in (*CALL_TYPES, *ADJUSTMENT_TYPES, *PAYMENT_TYPES))
 
 
 def _client_details(client: Client) -> str:
@@ -675,7 +677,7 @@ class Invoicing:
     def basis(self, client_id: int) -> Basis:
         """The client's last issued invoice (not void), which the next one follows."""
         row = self.db.execute(
-            "SELECT id, through, end_at, open_from, due, total FROM invoices WHERE client = ? "
+            f"SELECT {_BASIS} FROM invoices WHERE client = ? "
             "AND kind = 'invoice' AND state IN ('issued', 'paid') AND replaced_by IS NULL "
             "ORDER BY end_at DESC, id DESC LIMIT 1", (client_id,)).fetchone()
         return Basis() if row is None else Basis(*(int(v) for v in row))
@@ -698,7 +700,6 @@ class Invoicing:
         low = min(b.open_from for _, b in wanted.values())
         claimed = db.execute("SELECT 1 FROM claimed LIMIT 1").fetchone() is not None
         calls = ", ".join(f"'{t}'" for t in CALL_TYPES)
-        kinds = ", ".join(f"'{t}'" for t in (*CALL_TYPES, *ADJUSTMENT_TYPES, *PAYMENT_TYPES))
         sql = (
             f"SELECT m.client, MAX(m.type), m.destination, "
             f"CASE WHEN m.date < r.start_at THEN 1 ELSE 0 END AS late, "
@@ -707,7 +708,7 @@ class Invoicing:
             f"SUM(m.amount), MAX(m.note), MIN(m.date) "
             f"FROM movements m {db.words['join']} run_clients r ON r.client = m.client "
             f"WHERE m.entry >= ? AND m.entry <= ? AND m.entry >= r.low "
-            f"AND m.date < r.end_at AND m.type IN ({kinds}) "
+            f"AND m.date < r.end_at AND m.type IN ({_ITEM_TYPES}) "
             f"AND NOT (m.entry <= r.prev_through AND m.date < r.prev_end) "
             + ("AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.entry = m.entry) "
                if claimed else "")
@@ -832,29 +833,28 @@ class Invoicing:
 
     # -- re-issuing
 
-    def recalculated(self, inv: Invoice, client: Client) -> tuple[list[Line], int, int,
-                                                                  list[int]]:
+    def recalculated(self, inv: Invoice, client: Client, last: Basis | None = None
+                     ) -> tuple[list[Line], int, int, list[int]]:
         """An issued invoice's lines from its own items as they stand now: the movements
         it took (and those it claimed) and the rerating corrections of its calls that no
         invoice has taken. Returns lines, exact adjustments, exact payments and the
-        corrections to claim."""
+        corrections to claim. ``last``: the client's :meth:`basis`, when the caller has it."""
         db = self.db
         prev = Basis()
         if inv.previous_invoice is not None:
-            row = db.execute("SELECT id, through, end_at, open_from, due, total FROM invoices "
-                             "WHERE id = ?", (inv.previous_invoice,)).fetchone()
+            row = db.execute(f"SELECT {_BASIS} FROM invoices WHERE id = ?",
+                             (inv.previous_invoice,)).fetchone()
             prev = Basis(*(int(v) for v in row))
-        kinds = ", ".join(f"'{t}'" for t in (*CALL_TYPES, *ADJUSTMENT_TYPES, *PAYMENT_TYPES))
         columns = "entry, type, destination, date, billed, amount, note, call_source, call_id"
         own = db.execute(
             f"SELECT {columns} FROM movements WHERE client = ? AND entry >= ? AND entry <= ? "
-            f"AND date < ? AND type IN ({kinds}) AND NOT (entry <= ? AND date < ?) AND entry "
+            f"AND date < ? AND type IN ({_ITEM_TYPES}) AND NOT (entry <= ? AND date < ?) AND entry "
             f"NOT IN (SELECT entry FROM claimed WHERE invoice <> ?) UNION SELECT {columns} "
             f"FROM movements WHERE entry IN (SELECT entry FROM claimed WHERE invoice = ?)",
             (inv.client, prev.open_from, inv.through, inv.end_at, prev.through, prev.end_at,
              inv.id, inv.id)).fetchall()
         calls = {(r[7], r[8]) for r in own if r[1] == "rated-call"}
-        last = self.basis(inv.client)
+        last = last or self.basis(inv.client)
         taken = {int(r[0]) for r in own}
         fresh: list[Any] = []
         if calls:
@@ -897,9 +897,10 @@ class Invoicing:
                                + "; only an issued invoice is re-issued")
         if how not in ("keep-numbers", "renumber", "credit-note"):
             raise InvalidArgument(f"re-issue {how!r}: keep-numbers, renumber or credit-note")
-        lines, adjusted, payments, fresh = self.recalculated(inv, client)
+        last = self.basis(inv.client)
+        lines, adjusted, payments, fresh = self.recalculated(inv, client, last)
         old_due = inv.due
-        is_last = self.basis(inv.client).invoice == inv.id
+        is_last = last.invoice == inv.id
         made: list[Invoice] = []
         with self.ledger.transaction() as db:
             if how == "keep-numbers":

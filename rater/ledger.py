@@ -22,6 +22,7 @@ call or a rerating correction, the call's facts.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,8 +42,6 @@ FILE = "ledger.sqlite3"
 URL_VARIABLE = "RATER_LEDGER"
 #: Entries a tail takes per SQL transaction.
 BATCH = 50_000
-#: The table made last: when it is there, the whole schema is.
-LAST_TABLE = "deliveries"
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tailed (
@@ -251,10 +250,13 @@ class Ledger:
             # The last table of the newest schema tells whether all are there.
             from .invoices import SCHEMA as INVOICING
 
-            if not self.db.has_table(LAST_TABLE):
+            statements = SCHEMA + INVOICING
+            last = [m[1] for s in statements
+                    if (m := re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", s))][-1]
+            if not self.db.has_table(last):
                 with self.transaction("schema"):
-                    if not self.db.has_table(LAST_TABLE):
-                        for statement in SCHEMA + INVOICING:
+                    if not self.db.has_table(last):
+                        for statement in statements:
                             self.db.execute(statement.format(**self.db.words))
                         self.db.execute("INSERT INTO tailed (id, entry) VALUES (1, 0) "
                                         "ON CONFLICT (id) DO NOTHING")
