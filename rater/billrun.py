@@ -1,6 +1,7 @@
 """Bill runs: a period's invoices for a set of clients, as one recorded piece of work.
 
-A run has a mode:
+A run has a mode (``prepaid`` runs are described in :mod:`rater.subscriptions`:
+they debit wallets and make no invoices):
 
 ``pre-production``  makes each client's draft invoice ("to verify") and the
                     billing control report. Run it as often as needed: a
@@ -9,8 +10,9 @@ A run has a mode:
                     issued invoice changed since), or makes and issues them:
                     numbers from the issuer's series, the fixed balance moved.
 
-Its life cycle: ``draft`` (recorded) → ``rating`` (the ledger takes what the
-journal has: calls are rated when they are imported) → ``invoicing`` (one read
+Its life cycle: ``draft`` (recorded) → ``rating`` (the postpaid clients'
+subscription fees of the period are posted, once each, and the ledger takes
+what the journal has: calls are rated when they are imported) → ``invoicing`` (one read
 of the movements for every client; drafts, then numbers, in one SQL
 transaction) → ``posting`` (the issued invoices' entries in the journal) →
 ``formatting`` (PDFs, CSV, the control report into its output directory) →
@@ -48,7 +50,7 @@ from .progress import Progress
 from .settings import MailSettings
 from .store import Store
 
-MODES = ("pre-production", "production")
+MODES = ("pre-production", "production", "prepaid")
 STATES = ("draft", "rating", "invoicing", "posting", "formatting", "completed",
           "completed-with-errors", "failed")
 #: Reason codes of a client's exception.
@@ -61,6 +63,7 @@ REASONS = {
     "sepa-not-ready": "its issuer has no SEPA creditor id, IBAN or BIC for the direct debit",
     "no-email": "it has no billing e-mail address (or its invoice no PDF) to send to",
     "email-failed": "the SMTP server refused its invoice or could not be reached",
+    "insufficient-funds": "prepaid: its wallet cannot pay the fees due (nothing debited)",
     "error": "something else went wrong for this client (the message says what)",
 }
 RUNS_DIR = "bill-runs"
@@ -112,7 +115,7 @@ class BillRun:
     id: int
     mode: str
     #: ``YYYY-MM`` (each client's month from its billing day) or ``FROM/TO`` (dates, TO
-    #: not included).
+    #: not included); a prepaid run's day (YYYY-MM-DD).
     period: str
     selection: Selection
     state: str
@@ -175,7 +178,7 @@ class BillRuns:
     def create(self, mode: str, period: str, selection: Selection,
                output_dir: Path | None = None, *, now: int | None = None) -> BillRun:
         if mode not in MODES:
-            raise InvalidArgument(f"--mode {mode!r}: pre-production or production")
+            raise InvalidArgument(f"--mode {mode!r}: {', '.join(MODES)}")
         if selection.clients:
             selection.pick(self.registry)    # an unknown name: an error, and no run
         now = int(time.time()) if now is None else now
@@ -184,8 +187,10 @@ class BillRuns:
                 "INSERT INTO bill_runs (mode, period, selection, state, created) VALUES "
                 "(?, ?, ?, 'draft', ?) RETURNING id",
                 (mode, period, json.dumps(selection.to_json()), now)).fetchone()[0])
-            out = output_dir or self.store.data_dir / RUNS_DIR / str(rid)
-            db.execute("UPDATE bill_runs SET output_dir = ? WHERE id = ?", (str(out), rid))
+            if mode != "prepaid":           # a prepaid run writes no documents
+                out = output_dir or self.store.data_dir / RUNS_DIR / str(rid)
+                db.execute("UPDATE bill_runs SET output_dir = ? WHERE id = ?",
+                           (str(out), rid))
         return self.get(rid)
 
     def get(self, rid: int) -> BillRun:
@@ -230,15 +235,19 @@ class BillRuns:
 
     def execute(self, run: BillRun, *, pdf: bool = True, processes: int | None = None,
                 progress: Progress | None = None, now: int | None = None,
-                mail: MailSettings | None = None) -> BillRun:
+                mail: MailSettings | None = None, suspend: bool = True,
+                estimate: bool = True) -> BillRun:
         """Take a recorded run through its life cycle; with ``mail``, e-mail the issued
-        invoices (production, with PDFs)."""
+        invoices (production, with PDFs). A prepaid run's optional steps: ``suspend``
+        (and restart), ``estimate`` (when wallets run out)."""
         if mail is not None and (run.mode != "production" or not pdf):
             raise InvalidArgument("e-mail goes with a production run that makes PDFs")
         if run.state != "draft":
             raise InvoiceError(f"bill run {run.id} is {run.state}; a run goes once",
                                hint="start a new run")
         now = int(time.time()) if now is None else now
+        if run.mode == "prepaid":
+            return self._prepaid(run, now, suspend=suspend, estimate=estimate)
         started = time.time()
         try:
             if pdf:
@@ -246,9 +255,10 @@ class BillRuns:
 
                 check_renderer()       # before anything is issued, not after
             self._state(run, "rating")
+            failed = self._post_fees(run, now)
             self.ledger.tail(progress)
             self._state(run, "invoicing")
-            made, invoices = self._invoice(run, now)
+            made, invoices = self._invoice(run, now, failed)
             self._state(run, "posting")
             if run.mode == "production":
                 self.invoicing.post_pending()
@@ -257,9 +267,7 @@ class BillRuns:
             if mail is not None:
                 self._email(run, invoices, mail)
         except BaseException as exc:    # an interrupted run is failed too, not left going
-            why = exc.message if isinstance(exc, RaterError) else (
-                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-            self._state(run, "failed", error=why, finished=int(time.time()))
+            self._fail(run, exc)
             raise
         finally:
             self._save_exceptions(run)
@@ -275,6 +283,55 @@ class BillRuns:
                     results=results, finished=int(time.time()))
         return run
 
+    def _fail(self, run: BillRun, exc: BaseException) -> None:
+        why = exc.message if isinstance(exc, RaterError) else (
+            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        self._state(run, "failed", error=why, finished=int(time.time()))
+
+    def _prepaid(self, run: BillRun, now: int, *, suspend: bool, estimate: bool) -> BillRun:
+        """A prepaid run: draft → posting (the wallets debited) → completed, with the
+        clients whose wallets could not pay as exceptions."""
+        from .subscriptions import prepaid_run
+
+        started = time.time()
+        try:
+            self._state(run, "posting")
+            ids = None
+            if run.selection != Selection():
+                ids = {c.id for c in run.selection.pick(self.registry)}
+            done = prepaid_run(self.store, date.fromisoformat(run.period), suspend=suspend,
+                               estimate=estimate, clients=ids, now=now)
+            for cid, name, code, message in done.exceptions:
+                self._exception(run, cid, name, code, message)
+        except BaseException as exc:
+            self._fail(run, exc)
+            raise
+        finally:
+            self._save_exceptions(run)
+        results = {**done.results(), "exceptions": len(run.exceptions),
+                   "seconds": round(time.time() - started, 3)}
+        self._state(run, "completed-with-errors" if run.exceptions else "completed",
+                    results=results, finished=int(time.time()))
+        return run
+
+    def _post_fees(self, run: BillRun, now: int) -> set[int]:
+        """Post the postpaid clients' subscription fees of the period (each once), so
+        that the ledger has them for the invoices (prepaid clients' wallets pay theirs in
+        prepaid runs). Returns the clients whose fees failed: they are not invoiced."""
+        from .subscriptions import post_fees
+
+        failed = set()
+        for client in run.selection.pick(self.registry):
+            if client.mode != "postpaid":
+                continue
+            try:
+                period = run.period_of(client)
+                post_fees(self.store, client.name, period.start, period.end, now)
+            except RaterError as exc:
+                self._exception(run, client.id, client.name, "error", exc.message)
+                failed.add(client.id)
+        return failed
+
     def _save_exceptions(self, run: BillRun) -> None:
         with self.ledger.transaction() as db:
             db.execute("DELETE FROM run_exceptions WHERE run = ?", (run.id,))
@@ -283,14 +340,17 @@ class BillRuns:
                            [(run.id, x.client, x.client_name, x.code, x.message)
                             for x in run.exceptions])
 
-    def _invoice(self, run: BillRun, now: int) -> tuple[dict[str, int], list[Invoice]]:
-        """Make (and in production issue) the invoices; the counts, and the invoices with
-        their lines in the order they were made."""
+    def _invoice(self, run: BillRun, now: int, skip: set[int]
+                 ) -> tuple[dict[str, int], list[Invoice]]:
+        """Make (and in production issue) the invoices of the clients not in ``skip``; the
+        counts, and the invoices with their lines in the order they were made."""
         inv = self.invoicing
         chosen: dict[int, tuple[Client, Period, Basis, Any]] = {}
         clients = run.selection.pick(self.registry)
         issuers = {i.name: i for i in inv.issuers()}
         for client in clients:
+            if client.id in skip:
+                continue
             try:
                 period = run.period_of(client)
                 issuer = inv.issuer_of(client, issuers)
@@ -456,7 +516,8 @@ def _money(nanos: int, currency: str) -> str:
 @dataclass
 class Schedule:
     """A recurring bill run: ``monthly`` on a day of the month (the month before is
-    billed, each client from its billing day), or ``daily`` (the day before)."""
+    billed, each client from its billing day), or ``daily`` (the day before; a prepaid
+    run, the fees due that day)."""
 
     name: str
     every: str
@@ -487,7 +548,9 @@ class Schedule:
             raise InvalidArgument(f"--at {self.at_time!r}: HH:MM")
         zone(self.timezone)
         if self.mode not in MODES:
-            raise InvalidArgument(f"--mode {self.mode!r}: pre-production or production")
+            raise InvalidArgument(f"--mode {self.mode!r}: {', '.join(MODES)}")
+        if self.mode == "prepaid" and self.every != "daily":
+            raise InvalidArgument("a prepaid run is daily")
         if self.email and (self.mode != "production" or not self.pdf):
             raise InvalidArgument("--email goes with --mode production and PDFs")
 
@@ -515,7 +578,9 @@ class Schedule:
             else:
                 day = (day.replace(day=1) - timedelta(days=1)).replace(day=self.day or 1)
             at = datetime.combine(day, clock(hour, minute), tz)
-        if self.every == "daily":
+        if self.mode == "prepaid":
+            period = day.isoformat()
+        elif self.every == "daily":
             period = f"{day - timedelta(days=1)}/{day}"
         else:
             before = day.replace(day=1) - timedelta(days=1)
@@ -563,6 +628,55 @@ class Schedules:
         return [Schedule(r[0], r[1], r[2], r[3], r[4], r[5], Selection(**json.loads(r[6])),
                          bool(r[7]), bool(r[8]), r[9], int(r[10])) for r in self.ledger.db.execute(
             f"SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY name")]
+
+    def run_auto_invoicing(self, now: int, mail: MailSettings | None = None,
+                           progress: Progress | None = None
+                           ) -> list[tuple[str, BillRun | str]]:
+        """Invoice the clients flagged ``auto_invoice`` whose last billing month has ended
+        (on their billing day, in their time zone) and is not invoiced: one production
+        run per month, with PDFs in each client's template, e-mailed when ``mail`` is
+        given. A client is tried once per month (a failure is the run's exception, not
+        tried again every minute). Returns each month and its run, or the error that
+        stopped it."""
+        from datetime import datetime, timedelta
+
+        from .timeutil import zone
+
+        due: dict[str, list[Client]] = {}
+        for c in self.runs.registry.clients():
+            if not c.auto_invoice or c.status == "deleted":
+                continue
+            today = datetime.fromtimestamp(now, zone(c.timezone)).date()
+            # The month that ended last: it began on the billing day a month before the
+            # latest billing day.
+            latest = today.replace(day=c.billing_day)
+            if latest > today:
+                latest = (latest.replace(day=1) - timedelta(days=1)).replace(day=c.billing_day)
+            month = f"{(latest.replace(day=1) - timedelta(days=1)):%Y-%m}"
+            key = f"auto-invoice:{c.id}".encode()
+            with self.runs.store.read() as txn:
+                tried = self.runs.store.meta.get(txn, key)
+            if tried == month.encode():
+                continue
+            if self.runs.invoicing.basis(c.id).end_at >= month_period(c, month).end_at:
+                continue
+            due.setdefault(month, []).append(c)
+        done: list[tuple[str, BillRun | str]] = []
+        for month, clients in sorted(due.items()):
+            def mark(txn: Any, month: str = month, clients: list[Client] = clients) -> None:
+                for c in clients:
+                    self.runs.store.meta.put(txn, f"auto-invoice:{c.id}".encode(),
+                                             month.encode())
+
+            self.runs.store.write(mark)
+            try:
+                run = self.runs.create("production", month,
+                                       Selection([c.name for c in clients]))
+                done.append((month, self.runs.execute(run, progress=progress, mail=mail)))
+            except Exception as exc:         # reported; the scheduler goes on
+                done.append((month, exc.message if isinstance(exc, RaterError) else
+                             f"{type(exc).__name__}: {exc}"))
+        return done
 
     def run_due(self, now: int, mail: MailSettings | None = None,
                 progress: Progress | None = None) -> list[tuple[Schedule, BillRun | str]]:

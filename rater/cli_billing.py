@@ -127,6 +127,12 @@ def _client_changes(args: argparse.Namespace, old: Client | None) -> dict[str, A
     if args.low_balance is not None:
         ch["low_balance_threshold"] = (None if args.low_balance == "" else parse_amount(
             args.low_balance, "--low-balance", negative=True))
+    if args.low_balance_capacity is not None:
+        ch["low_balance_capacity"] = (None if args.low_balance_capacity.lower() == "unlimited"
+                                      else _int(args.low_balance_capacity,
+                                                "--low-balance-capacity"))
+    if args.auto_invoice is not None:
+        ch["auto_invoice"] = args.auto_invoice
     if args.status is not None:
         ch["status"] = args.status
     ch.update(_invoicing_changes(args))
@@ -220,6 +226,9 @@ def cmd_client_show(args: argparse.Namespace) -> int:
              ("capacity", "unlimited" if client.capacity is None else client.capacity),
              ("tags", ", ".join(client.tags)), ("billing email", client.billing_email or ""),
              ("low balance below", d["low_balance_threshold"] or ""),
+             ("calls when low", "" if client.low_balance_capacity is None
+              else client.low_balance_capacity),
+             ("auto-invoice", "yes" if client.auto_invoice else "no"),
              ("accounts", ", ".join(map(str, d["accounts"])) or "(none)")]
     for k, v in lines:
         print(f"{k + ':':<18}{v}")
@@ -348,7 +357,8 @@ def cmd_transaction_add(args: argparse.Namespace) -> int:
     e = result.entry
     if args.json:
         _print_json({"entry": e.to_json({e.client: bal["client"]}),
-                     "duplicate": result.duplicate, "balance": bal})
+                     "duplicate": result.duplicate, "restarted": result.restarted,
+                     "balance": bal})
         return 0
     if result.duplicate:
         print(f"Already posted as entry {e.number} (key {e.key}): nothing changed")
@@ -356,6 +366,8 @@ def cmd_transaction_add(args: argparse.Namespace) -> int:
         print(f"Entry {e.number}: {e.type} {show_amount(abs(e.amount) or e.held or 0)} "
               f"{bal['currency']} "
               f"for {args.client}; live balance {bal['live']}, fixed {bal['fixed']}")
+    if result.restarted:
+        print(f"{args.client} is restarted: the fees due today were debited")
     return 0
 
 
@@ -378,16 +390,54 @@ def cmd_transaction_list(args: argparse.Namespace) -> int:
 
 
 def cmd_balance_show(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
     from .journal import Journal
+    from .subscriptions import runs_out
+    from .timeutil import zone
 
     with _open(args) as store:
-        bal = Journal(store).balance(args.client).to_json()
+        journal = Journal(store)
+        bal = journal.balance(args.client).to_json()
+        if bal["mode"] == "prepaid":
+            tz = zone(journal.registry.client(args.client).timezone)
+            day = runs_out(store, args.client, datetime.now(tz).date())
+            # The day the wallet is estimated to be used up (last 30 days' calls and the
+            # fees to come); None: not within a year.
+            bal["runs_out"] = None if day is None else day.isoformat()
     if args.json:
         _print_json(bal)
         return 0
     print(f"{bal['client']} ({bal['currency']}, {bal['mode']}): live {bal['live']}, fixed "
           f"{bal['fixed']}, available {bal['available'] or 'unlimited'}"
           + (" (below the low-balance threshold)" if bal["low"] else ""))
+    if "runs_out" in bal:
+        when = f"on {bal['runs_out']}" if bal["runs_out"] else "not within a year"
+        print(f"wallet used up {when} (estimated from the last 30 days' calls and the fees "
+              f"to come)")
+    return 0
+
+
+def cmd_balance_notices(args: argparse.Namespace) -> int:
+    from . import notifications
+    from .clients import Registry
+    from .settings import load
+
+    mail = load(args.config).mail if args.send else None
+    with _open(args) as store:
+        names = {c.id: c.name for c in Registry(store).clients()}
+        if args.send:
+            done = notifications.deliver(store, mail)
+            shown = [{**n.to_json(names.get(n.client, "?")), "outcome": o} for n, o in done]
+        else:
+            shown = [n.to_json(names.get(n.client, "?")) for n in notifications.pending(store)]
+    if args.json:
+        _print_json(shown)
+    else:
+        _table([(n["number"], n["client"], n["available"], n["threshold"],
+                 n.get("outcome", f"{n['attempts']} attempt(s)")) for n in shown],
+               ("notice", "client", "available", "threshold",
+                "outcome" if args.send else "tried"))
     return 0
 
 
@@ -641,7 +691,13 @@ def add_commands(sub: Any, command: Command) -> None:
             sp.add_argument("--untag", action="append", help="remove a tag (may repeat)")
         sp.add_argument("--billing-email")
         sp.add_argument("--low-balance", metavar="AMOUNT",
-                        help="flag the client when the available balance is below this")
+                        help="notify the client (once per crossing) when its available "
+                             "balance falls below this ('' for never)")
+        sp.add_argument("--low-balance-capacity", metavar="N",
+                        help="concurrent calls allowed while below the low-balance "
+                             "threshold, or 'unlimited' (the default)")
+        sp.add_argument("--auto-invoice", action=argparse.BooleanOptionalAction,
+                        help="invoiced by the scheduler on its billing day, and e-mailed")
         sp.add_argument("--status", choices=STATUSES)
         sp.add_argument("--billing-day", type=int, metavar="DAY",
                         help="the day of the month its invoice periods start (1..28; "
@@ -718,7 +774,7 @@ def add_commands(sub: Any, command: Command) -> None:
         sp.add_argument("--timezone", default="UTC",
                         help="zone of dates without an offset (default UTC)")
 
-    from .journal import FEE_TYPES, TRANSACTION_TYPES
+    from .journal import CALL_TYPES, FEE_TYPES, TRANSACTION_TYPES
 
     tx = sub.add_parser("transaction", help="money movements").add_subparsers(
         dest="transaction_command", required=True, metavar="COMMAND")
@@ -738,8 +794,8 @@ def add_commands(sub: Any, command: Command) -> None:
     sp = command(tx, "list", cmd_transaction_list, "a client's journal entries")
     sp.add_argument("client")
     period(sp)
-    sp.add_argument("--type", action="append", choices=[*TRANSACTION_TYPES, "rated-call",
-                                                        "rerate", "invoice", *FEE_TYPES],
+    sp.add_argument("--type", action="append", choices=[*TRANSACTION_TYPES, *CALL_TYPES,
+                                                        "invoice", *FEE_TYPES],
                     metavar="TYPE")
     sp.add_argument("--json", action="store_true")
 
@@ -747,6 +803,14 @@ def add_commands(sub: Any, command: Command) -> None:
         dest="balance_command", required=True, metavar="COMMAND")
     sp = command(bal, "show", cmd_balance_show, "a client's live, fixed and available balance")
     sp.add_argument("client")
+    sp.add_argument("--json", action="store_true")
+
+    sp = command(bal, "notices", cmd_balance_notices,
+                 "low-balance notices waiting to be delivered (or deliver them: --send)")
+    sp.add_argument("--send", action="store_true",
+                    help="deliver them now: log each, e-mail it through [mail]")
+    sp.add_argument("--config", metavar="FILE", help="the config whose [mail] section names "
+                                                     "the SMTP server (default: built in)")
     sp.add_argument("--json", action="store_true")
 
     command(sub, "check", cmd_check, "prove every balance equals the sum of its journal")

@@ -275,29 +275,37 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
 def _prepaid_run(args: argparse.Namespace) -> int:
     from datetime import date
 
+    from .billrun import BillRuns, Selection
     from .invoices import parse_day
-    from .subscriptions import prepaid_run
 
-    if args.period or args.since or args.until or args.clients or args.tag or args.billing_day:
-        raise InvalidArgument("a prepaid run takes --as-of only: it charges every prepaid "
-                              "client's fees due that day")
+    if args.period or args.since or args.until or args.email or args.no_pdf:
+        raise InvalidArgument("a prepaid run takes --as-of (the day whose fees are due) "
+                              "and makes no invoices")
     as_of = parse_day(args.as_of, "--as-of") if args.as_of else date.today()
-    with _open(args) as store:
-        run = prepaid_run(store, as_of, suspend=not args.no_suspend)
+    with _ledger(args) as (store, ledger):
+        runs = BillRuns(store, ledger)
+        run = runs.create("prepaid", as_of.isoformat(),
+                          Selection(args.clients or None, args.tag, args.billing_day))
+        runs.execute(run, suspend=not args.no_suspend, estimate=not args.no_estimate)
     if args.json:
         _print_json(run.to_json())
         return 0
-    _table([(c["client"], c["type"], c["amount"], c["note"]) for c in run.charged],
+    r = run.results
+    _table([(c["client"], c["type"], c["amount"], c["note"]) for c in r["charged"]],
            ("client", "type", "amount", "for"))
-    print(f"prepaid run {run.as_of}: {run.state}; {len(run.charged)} fees debited "
-          f"({', '.join(f'{v} {k}' for k, v in run.total.items()) or 'nothing'}); suspended: "
-          f"{', '.join(run.suspended) or 'none'}; restarted: {', '.join(run.restarted) or 'none'}")
-    for e in run.exceptions:
-        print(f"  exception: client {e['client']}: {e['reason']}: {e['message']}")
+    totals = ", ".join(f"{v} {c}" for c, v in r["totals"].items()) or "nothing"
+    print(f"prepaid run {run.id} ({run.period}): {run.state}; {r['wallet_transactions']} "
+          f"wallet transaction(s), {totals}; suspended: {', '.join(r['suspended']) or 'none'}"
+          f"; restarted: {', '.join(r['restarted']) or 'none'}")
+    for name, day in r["estimates"].items():
+        print(f"  {name}: wallet used up {'on ' + day if day else 'not within a year'}")
+    for x in run.exceptions:
+        print(f"  exception: {x.client_name}: {x.code}: {x.message}")
     return 0
 
 
 def cmd_package_add(args: argparse.Namespace) -> int:
+    from .bundles import parse_include
     from .subscriptions import Subscriptions
 
     one_off = []
@@ -306,13 +314,7 @@ def cmd_package_add(args: argparse.Namespace) -> int:
         if not sep:
             raise InvalidArgument(f"--one-off {item!r}: NAME=AMOUNT")
         one_off.append((name.strip(), amount.strip()))
-    included = []
-    for item in args.include or []:
-        minutes, sep, prefixes = item.partition(":")
-        if not sep or not minutes.isdigit():
-            raise InvalidArgument(f"--include {item!r}: MINUTES:PREFIX[,PREFIX...]")
-        included.append({"minutes": int(minutes),
-                         "prefixes": [p.strip() for p in prefixes.split(",") if p.strip()]})
+    included = [parse_include(item) for item in args.include or []]
     with _open(args, create=True) as store:
         pkg = Subscriptions(store).add_package(args.name, currency=args.currency, fee=args.fee,
                                                period=args.period, one_off=one_off,
@@ -398,8 +400,9 @@ def cmd_billing_runs(args: argparse.Namespace) -> int:
         _print_json(shown[0] if args.id is not None else shown)
     else:
         _table([(r["id"], r["mode"], r["period"], r["state"],
-                 r["results"].get("invoices", ""), len(r["exceptions"]), r["output_dir"])
-                for r in shown], ("id", "mode", "period", "state", "invoices",
+                 r["results"].get("invoices", r["results"].get("wallet_transactions", "")),
+                 len(r["exceptions"]), r["output_dir"] if r["mode"] != "prepaid" else "")
+                for r in shown], ("id", "mode", "period", "state", "invoices/debits",
                                   "exceptions", "output"))
     return 0
 
@@ -449,6 +452,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     import signal
     import time
 
+    from . import notifications as notices
     from .billrun import BillRun, BillRuns, Schedules
 
     if not args.every > 0:
@@ -466,11 +470,21 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             for schedule, outcome in Schedules(BillRuns(store, ledger)).run_due(
                     int(time.time()), mail):
                 if isinstance(outcome, BillRun):
+                    made = (f"{outcome.results.get('wallet_transactions', 0)} wallet "
+                            f"transaction(s)" if outcome.mode == "prepaid" else
+                            f"{outcome.results.get('invoices', 0)} invoice(s)")
                     print(f"schedule {schedule.name}: bill run {outcome.id} "
-                          f"({outcome.period}) {outcome.state}, "
-                          f"{outcome.results.get('invoices', 0)} invoice(s)", flush=True)
+                          f"({outcome.period}) {outcome.state}, {made}", flush=True)
                 else:
                     print(f"schedule {schedule.name}: {outcome}", file=sys.stderr, flush=True)
+            for month, done in Schedules(BillRuns(store, ledger)).run_auto_invoicing(
+                    int(time.time()), mail):
+                if isinstance(done, BillRun):
+                    print(f"auto-invoicing {month}: bill run {done.id} {done.state}, "
+                          f"{done.results.get('issued', 0)} invoice(s) issued", flush=True)
+                else:
+                    print(f"auto-invoicing {month}: {done}", file=sys.stderr, flush=True)
+            notices.deliver(store, mail)
         if args.once:
             return 0
         deadline = time.monotonic() + args.every
@@ -555,7 +569,9 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp.add_argument("--as-of", metavar="DATE", help="prepaid: the day whose fees are due "
                                                     "(default today)")
     sp.add_argument("--no-suspend", action="store_true",
-                    help="prepaid: do not suspend clients whose wallet cannot pay")
+                    help="prepaid: debit regardless; suspend no client, restart none")
+    sp.add_argument("--no-estimate", action="store_true",
+                    help="prepaid: skip estimating when each wallet runs out")
     which = sp.add_mutually_exclusive_group()
     which.add_argument("--clients", nargs="+", metavar="CLIENT",
                        help="only these clients (deleted ones too, when named)")
@@ -582,8 +598,10 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp.add_argument("--period", choices=("monthly", "weekly", "daily"), default="monthly")
     sp.add_argument("--one-off", action="append", metavar="NAME=AMOUNT",
                     help="a fee charged once when a subscription starts (repeatable)")
-    sp.add_argument("--include", action="append", metavar="MINUTES:PREFIX[,PREFIX...]",
-                    help="minutes included each period for these prefixes (repeatable)")
+    sp.add_argument("--include", action="append", metavar="MINUTES:MATCH[,MATCH...][@PRICE]",
+                    help="minutes included each period for numbers beginning with these "
+                         "prefixes (digits) or in these destinations (names), at PRICE a "
+                         "minute (default 0); repeatable")
     sp.add_argument("--json", action="store_true")
     sp = command(pkg, "show", cmd_package_show, "a package (JSON)")
     sp.add_argument("name")
@@ -623,11 +641,13 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     every = sp.add_mutually_exclusive_group(required=True)
     every.add_argument("--monthly", type=int, metavar="DAY",
                        help="on this day of the month (1..28)")
-    every.add_argument("--daily", action="store_true", help="every day (prepaid statements)")
+    every.add_argument("--daily", action="store_true",
+                       help="every day (the day before; prepaid: the fees due that day)")
     sp.add_argument("--at", default="02:00", metavar="HH:MM", help="time of day (default "
                                                                     "02:00)")
     sp.add_argument("--timezone", default="UTC", help="zone of --at (default UTC)")
-    sp.add_argument("--mode", required=True, choices=("pre-production", "production"))
+    sp.add_argument("--mode", required=True, choices=("pre-production", "production",
+                                                      "prepaid"))
     which = sp.add_mutually_exclusive_group()
     which.add_argument("--clients", nargs="+", metavar="CLIENT")
     which.add_argument("--tag")
@@ -640,7 +660,9 @@ def add_commands(sub: Any, command: Any, billing: Any) -> None:
     sp.add_argument("name")
 
     sp = command(billing, "scheduler", cmd_scheduler,
-                 "run the recurring runs when they are due (or once, from cron)")
+                 "run the recurring runs when they are due, invoice the auto-invoiced "
+                 "clients on their billing day, deliver low-balance notices (or once, from "
+                 "cron)")
     sp.add_argument("--once", action="store_true", help="run what is due and stop")
     sp.add_argument("--every", type=float, default=60.0, metavar="SECONDS",
                     help="how often to look (default 60)")

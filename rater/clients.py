@@ -178,6 +178,11 @@ class Client:
     tags: list[str] = field(default_factory=list)
     billing_email: str | None = None
     low_balance_threshold: int | None = None
+    #: Calls in progress allowed while below the low-balance threshold (None: as many as
+    #: capacity allows).
+    low_balance_capacity: int | None = None
+    #: Invoiced by the scheduler on its billing day, and the invoice e-mailed.
+    auto_invoice: bool = False
     #: The day of the month its monthly invoice periods start (1..28).
     billing_day: int = 1
     #: The HTML template of its invoices (one of INVOICE_TEMPLATES).
@@ -257,8 +262,10 @@ class Client:
         if not 1 <= self.max_call_length <= MAX_CALL_LENGTH:
             raise InvalidArgument(f"max call length {self.max_call_length}: "
                                   f"1..{MAX_CALL_LENGTH} seconds")
-        if self.capacity is not None and self.capacity < 0:
-            raise InvalidArgument(f"capacity {self.capacity} is negative")
+        for what, n in (("capacity", self.capacity),
+                        ("low-balance capacity", self.low_balance_capacity)):
+            if n is not None and n < 0:
+                raise InvalidArgument(f"{what} {n} is negative")
         if self.billing_email is not None and not re.fullmatch(
                 r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.billing_email):
             raise InvalidArgument(f"billing email {self.billing_email!r} is not an address")
@@ -421,7 +428,9 @@ class Registry:
         raw = self.store.meta.get(txn, _GENERATION)
         return int(raw) if raw else 0
 
-    def _bump(self, txn: Any) -> None:
+    def bump(self, txn: Any) -> None:
+        """Mark clients, accounts or subscriptions changed: account indexes (and the
+        allowances pricers hold) read them again."""
         self.store.meta.put(txn, _GENERATION, str(self.generation(txn) + 1).encode())
 
     def client_id(self, txn: Any, name: str) -> int:
@@ -498,8 +507,11 @@ class Registry:
         return new
 
     def _put_client(self, txn: Any, client: Client) -> None:
+        from .notifications import watch
+
         self.store.clients.put(txn, _id_key(client.id), json.dumps(client.to_json()).encode())
-        self._bump(txn)
+        watch(self.store, txn, client)
+        self.bump(txn)
 
     def add_client(self, client: Client, txn: Any = None) -> Client:
         """A new client (its ``id`` is assigned here); in ``txn`` when given (bulk loads)."""
@@ -602,7 +614,7 @@ class Registry:
             self.store.accounts.put(txn, _id_key(account.id),
                                     json.dumps(account.to_json()).encode())
             self.store.identifiers.put(txn, key, _id_key(account.id))
-            self._bump(txn)
+            self.bump(txn)
             audit.record(self.store, txn, "account", str(account.id), "add", None,
                          account.shown())
             return account
@@ -614,7 +626,7 @@ class Registry:
             account = self.get_account(txn, aid)
             self.store.accounts.delete(txn, _id_key(aid))
             self.store.identifiers.delete(txn, account.index_key())
-            self._bump(txn)
+            self.bump(txn)
             audit.record(self.store, txn, "account", str(aid), "delete", account.shown(),
                          None)
             return account

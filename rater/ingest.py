@@ -46,6 +46,7 @@ from typing import Any
 
 import msgpack
 
+from .bundles import Allowances
 from .cdr import LAYOUTS, detect_format
 from .clients import AccountIndex, Client, Registry, show_amount
 from .config import CDR_CHUNK
@@ -463,6 +464,23 @@ class Pricer:
                          Any] | None = None
         vendors = [c for c in self.index.clients.values() if c.vendor]
         self._vendor_by_name = {c.name: c for c in vendors}
+        self._allowances: Allowances | None = None
+
+    def allowances(self) -> Allowances:
+        """The clients' included minutes (read once: a change makes the index stale)."""
+        if self._allowances is None:
+            self._allowances = Allowances(self.store)
+        return self._allowances
+
+    def rest_price(self, table: str, e164: str, date: int, seconds: int) -> tuple[int, int]:
+        """(price, billed seconds) of what included minutes left of a call: a call of
+        ``seconds`` at its own time (nothing when none are left)."""
+        deck = self.deck(table)
+        if seconds <= 0 or deck is None:
+            return 0, 0
+        with deck.using() as engine:
+            cost, billed, _, _ = engine.rate("+" + e164, date, seconds)
+        return max(cost, 0), max(billed, 0)
 
     def close(self) -> None:
         for d in self._decks.values():
@@ -934,39 +952,66 @@ def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
     standing = pricer.price_columns(
         *cols, who=None if codes is None else (codes, received.identities))
     reason, client, amount, date = standing[1], standing[2], standing[4], standing[10]
-    records = _ingest.pack_rows((*cols, *standing), n)
-    amounts = np.asarray(amount, dtype=np.int64)
-    debit = np.flatnonzero(amounts)
-    # Packed as Entry.pack does; a rated call's key ("cdr:SOURCE:ID") is implied by its call.
-    entries = _ingest.pack_rows((
-        "rated-call", client, -amounts, int(time.time()), date, None, None, None,
-        (source, ids, 0, standing[11], date, cols[R_DURATION], standing[8], standing[7],
-         standing[6], standing[9], standing[3], standing[5], standing[12]),
-        None), n, debit)
-    deltas: dict[int, int] = {}
-    if len(debit):
-        ids_of, where = np.unique(np.asarray(client, dtype=object)[debit].astype(np.int64),
-                                  return_inverse=True)
-        sums = np.zeros(len(ids_of), np.int64)
-        np.add.at(sums, where, amounts[debit])
-        deltas = {int(c): -int(t) for c, t in zip(ids_of.tolist(), sums.tolist(), strict=True)}
     dates = np.asarray(date, dtype=np.int64)
     failed = [j for j, r in enumerate(reason) if r is not None]
     unmatched = [(store.unmatched.tag + int(date[j]).to_bytes(8, "big")
                   + keys[j][len(store.calls.tag):], b"") for j in failed]
+    allowances = pricer.allowances()
+    bundled = [j for j in range(n) if reason[j] is None and cols[R_DURATION][j] > 0
+               and client[j] in allowances.by_client]
+    if bundled:
+        # What included minutes cover is read and taken in the writing transaction.
+        priced = (np.array(amount, dtype=np.int64), np.array(standing[8], dtype=np.int64))
+    written = int(time.time())
+
+    def prepare(txn: Any) -> tuple[list[bytes], list[bytes], dict[int, int], list[Entry]]:
+        covering: list[Entry] = []
+        if bundled:
+            standing[4][:], standing[8][:] = priced
+            covering = _cover(pricer, allowances, txn, source, ids, keys, cols, standing,
+                              bundled, written)
+        amounts = np.asarray(standing[4], dtype=np.int64)
+        debit = np.flatnonzero(amounts)
+        records = _ingest.pack_rows((*cols, *standing), n)
+        # Packed as Entry.pack does; a rated call's key ("cdr:SOURCE:ID") is implied by its
+        # call.
+        entries = _ingest.pack_rows((
+            "rated-call", client, -amounts, written, date, None, None, None,
+            (source, ids, 0, standing[11], date, cols[R_DURATION], standing[8], standing[7],
+             standing[6], standing[9], standing[3], standing[5], standing[12]),
+            None), n, debit)
+        deltas: dict[int, int] = {}
+        if len(debit):
+            ids_of, where = np.unique(np.asarray(client, dtype=object)[debit].astype(np.int64),
+                                      return_inverse=True)
+            sums = np.zeros(len(ids_of), np.int64)
+            np.add.at(sums, where, amounts[debit])
+            deltas = {int(c): -int(t) for c, t in zip(ids_of.tolist(), sums.tolist(),
+                                                       strict=True)}
+        return records, entries, deltas, covering
+
+    ready = None if bundled else prepare(None)
+    moved: dict[int, int] = {}
 
     def apply(txn: Any) -> None:
+        records, entries, deltas, covering = ready or prepare(txn)
         cur = txn.cursor()
         _, added = cur.putmulti(list(zip(keys, records, strict=True)), overwrite=False)
         if added != n:
             raise _Raced
         if entries:
             append_packed(store, txn, entries, {c: (d, 0) for c, d in deltas.items()})
+        if covering:
+            append(store, txn, covering)
         _index_dates(store, txn, source, dates, ids)
         if unmatched:
             cur.putmulti(unmatched)
         if also is not None:
             also(txn)
+        moved.clear()
+        moved.update(deltas)
+        for e in covering:
+            moved[e.client] = moved.get(e.client, 0) + e.amount
 
     store.write(apply)
     reasons = summary.reasons
@@ -974,9 +1019,39 @@ def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
         reasons[reason[j]] = reasons.get(reason[j], 0) + 1
     summary.mismatched += len(unmatched)
     summary.billed += n - len(unmatched)
-    for c, d in deltas.items():
+    for c, d in moved.items():
         cur = pricer.index.clients[c].currency
         summary.amounts[cur] = summary.amounts.get(cur, 0) - d
+
+
+def _cover(pricer: Pricer, allowances: Any, txn: Any, source: str, ids: list[str],
+           keys: list[bytes], cols: Sequence[Any], standing: list[Any], bundled: list[int],
+           now: int) -> list[Entry]:
+    """Take the ``bundled`` calls' seconds from their clients' included minutes (in bill
+    order), price what is left of each by its table, and return the bundle-call entries."""
+    from .bundles import BUNDLE_TYPE
+
+    tag = len(pricer.store.calls.tag)
+    date, amount, billed = standing[10], standing[4], standing[8]
+    covering = []
+    for j in sorted(bundled, key=lambda j: (int(date[j]), j)):
+        who = pricer.index.clients[standing[2][j]]
+        found = allowances.for_call(who, int(date[j]), standing[11][j], standing[6][j])
+        if not found:
+            continue
+        seconds = int(cols[R_DURATION][j])
+        covered, price, took = allowances.take(txn, keys[j][tag:], seconds, found)
+        if not covered:
+            continue
+        package = (took or [found[0][1]])[0].package
+        amount[j], billed[j] = pricer.rest_price(standing[9][j], standing[11][j],
+                                                 int(date[j]), seconds - covered)
+        covering.append(Entry(
+            0, BUNDLE_TYPE, who.id, -price, now, int(date[j]), f"cdr:{source}:{ids[j]}:bundle",
+            None, None, [source, ids[j], 0, standing[11][j], int(date[j]), seconds, covered,
+                         standing[7][j], f"{package}: included minutes",
+                         standing[9][j], standing[3][j], None, None], None))
+    return covering
 
 
 def _index_dates(store: Store, txn: Any, source: str, dates: Any, ids: list[str]) -> None:
@@ -1024,6 +1099,21 @@ def _dated_calls(store: Store, txn: Any, since: int, until: int) -> list[bytes]:
             if since <= d < until:
                 out[head + rid.encode("utf-8", "surrogateescape")] = None
     return list(out)
+
+
+def usage(store: Store, since: int, until: int) -> dict[int, int]:
+    """What each client's calls dated in [since, until) cost, as they stand now (their
+    included minutes' price too), in nanos."""
+    out: dict[int, int] = {}
+    with store.read() as txn:
+        keys = _dated_calls(store, txn, since, until)
+        for key, raw in txn.cursor().getmulti([store.calls.tag + k for k in keys]):
+            r = _unpack(raw)
+            if r[R_REASON] is None and since <= r[R_DATE] < until:
+                covered = store.bundles.get(txn, b"c" + key[len(store.calls.tag):])
+                price = r[R_AMOUNT] + (_unpack(covered)[1] if covered else 0)
+                out[r[R_CLIENT]] = out.get(r[R_CLIENT], 0) + price
+    return out
 
 
 # -- reading back
@@ -1077,14 +1167,24 @@ def mismatches(store: Store, since: int | None = None, until: int | None = None
 
 
 def call_amounts(store: Store, txn: Any) -> dict[tuple[str, str], int]:
-    """What each billed call stands at (for ``rater check``)."""
-    out = {}
+    """What each billed call stands at, its included minutes' price too (for ``rater
+    check``)."""
+    out: dict[tuple[str, str], int] = {}
     for key, raw in store.calls.items(txn):
         r = _unpack(raw)
         if r[R_AMOUNT]:
-            source, rid = key.decode("utf-8", "surrogateescape").split("\0", 1)
-            out[(source, rid)] = r[R_AMOUNT]
+            out[_call_id(key)] = r[R_AMOUNT]
+    for key, raw in store.bundles.items(txn, b"c"):
+        price = _unpack(raw)[1]
+        if price:
+            k = _call_id(key[1:])
+            out[k] = out.get(k, 0) + price
     return out
+
+
+def _call_id(key: bytes) -> tuple[str, str]:
+    source, rid = key.decode("utf-8", "surrogateescape").split("\0", 1)
+    return source, rid
 
 
 # -- rerating
@@ -1155,6 +1255,14 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
     deleted = {c.id for c in pricer.index.clients.values() if c.status == "deleted"}
     fresh = [list(o[:RECEIVED]) for o in olds]
     pricer.price(fresh)
+    # A call's included minutes stay as they were taken: only the rest is priced again.
+    allowances = pricer.allowances()
+    with store.read() as txn:
+        covered = [allowances.covered(txn, k)[0] for k in keys]
+    for new, seconds in zip(fresh, covered, strict=True):
+        if seconds and new[R_REASON] is None:
+            new[R_AMOUNT], new[R_BILLED] = pricer.rest_price(
+                new[R_TABLE], new[R_E164], new[R_DATE], new[R_DURATION] - seconds)
     now = int(time.time())
 
     def apply(txn: Any) -> RerateSummary:

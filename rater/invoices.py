@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clients import DEFAULT_PATTERN, Client, tax_percent
 from .errors import Conflict, InvalidArgument, InvoiceError
-from .journal import CALL_TYPES, FEE_TYPES
+from .journal import BILLED_TYPES, CALL_TYPES, FEE_TYPES
 from .money import UNITS, format_nanos, minor_unit, round_signed
 from .timeutil import zone
 
@@ -296,7 +296,7 @@ def add_month(d: date) -> date:
     return date(d.year + d.month // 12, d.month % 12 + 1, d.day)
 
 
-def _midnight(d: date, tz: str) -> int:
+def midnight(d: date, tz: str) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=zone(tz)).timestamp())
 
 
@@ -328,8 +328,8 @@ def dates_period(client: Client, start: date, end: date) -> Period:
     """From midnight of ``start`` to midnight of ``end`` (not included), client's zone."""
     if end <= start:
         raise InvalidArgument(f"a period ends after it starts ({start} to {end})")
-    return Period(start, end, _midnight(start, client.timezone),
-                  _midnight(end, client.timezone))
+    return Period(start, end, midnight(start, client.timezone),
+                  midnight(end, client.timezone))
 
 
 def half_up(nanos: int, decimals: int) -> int:
@@ -700,11 +700,12 @@ class Invoicing:
         low = min(b.open_from for _, b in wanted.values())
         claimed = db.execute("SELECT 1 FROM claimed LIMIT 1").fetchone() is not None
         calls = ", ".join(f"'{t}'" for t in CALL_TYPES)
+        billed = ", ".join(f"'{t}'" for t in BILLED_TYPES)
         sql = (
             f"SELECT m.client, MAX(m.type), m.destination, "
             f"CASE WHEN m.date < r.start_at THEN 1 ELSE 0 END AS late, "
-            f"SUM(CASE WHEN m.type = 'rated-call' THEN 1 ELSE 0 END), "
-            f"SUM(CASE WHEN m.type = 'rated-call' THEN m.billed ELSE 0 END), "
+            f"SUM(CASE WHEN m.type IN ({billed}) THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN m.type IN ({billed}) THEN m.billed ELSE 0 END), "
             f"SUM(m.amount), MAX(m.note), MIN(m.date) "
             f"FROM movements m {db.words['join']} run_clients r ON r.client = m.client "
             f"WHERE m.entry >= ? AND m.entry <= ? AND m.entry >= r.low "
@@ -853,12 +854,12 @@ class Invoicing:
             f"FROM movements WHERE entry IN (SELECT entry FROM claimed WHERE invoice = ?)",
             (inv.client, prev.open_from, inv.through, inv.end_at, prev.through, prev.end_at,
              inv.id, inv.id)).fetchall()
-        calls = {(r[7], r[8]) for r in own if r[1] == "rated-call"}
+        calls = {(r[7], r[8]) for r in own if r[1] in BILLED_TYPES}
         last = last or self.basis(inv.client)
         taken = {int(r[0]) for r in own}
         fresh: list[Any] = []
         if calls:
-            first = min(int(r[3]) for r in own if r[1] == "rated-call")
+            first = min(int(r[3]) for r in own if r[1] in BILLED_TYPES)
             for r in db.execute(
                     f"SELECT {columns} FROM movements WHERE client = ? AND type = 'rerate' "
                     f"AND date >= ? AND date < ? AND entry > ? AND entry NOT IN (SELECT "
@@ -868,7 +869,7 @@ class Invoicing:
                     fresh.append(r)
         scanned = Scanned()
         for _, type_, dest, when, billed, amount, note, *_ in [*own, *fresh]:
-            called = type_ == "rated-call"
+            called = type_ in BILLED_TYPES
             scanned.add(type_, dest, int(when) < inv.start_at, int(called),
                         int(billed or 0) if called else 0, int(amount), note, int(when))
         period = Period(date.fromisoformat(inv.start_date), date.fromisoformat(inv.end_date),

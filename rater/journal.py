@@ -22,6 +22,8 @@ adjustments, whose balance counts what the customer owes, turned round):
 type                  sign    notes
 ====================  ======  ===========================================
 rated-call            -       a CDR's price (live only)
+bundle-call           -       a CDR's seconds covered by included minutes, at
+                              the bundle price, maybe 0 (live only)
 rerate                +/-     a rerating correction (live only)
 manual-charge         -
 manual-credit         +
@@ -52,6 +54,7 @@ from typing import Any
 
 import msgpack
 
+from . import notifications
 from .clients import Client, Registry, parse_amount, show_amount
 from .errors import CheckFailed, Conflict, InvalidArgument, Refused, StoreError
 from .store import Store
@@ -59,6 +62,7 @@ from .store import Store
 #: Direction of each type on the balances: +1 raises, -1 lowers, 0 leaves alone.
 SIGNS = {
     "rated-call": -1,
+    "bundle-call": -1,     # a call's seconds covered by included minutes (rater.bundles)
     "rerate": 0,           # signed amount, as computed
     "manual-charge": -1,
     "manual-credit": 1,
@@ -78,7 +82,9 @@ SIGNS = {
 }
 #: Types that only move the live balance (calls); the others move fixed (and live too,
 #: but for INVOICE_TYPES).
-CALL_TYPES = ("rated-call", "rerate")
+CALL_TYPES = ("rated-call", "bundle-call", "rerate")
+#: The entries that bill a call (a call covered in part by included minutes has both).
+BILLED_TYPES = ("rated-call", "bundle-call")
 #: Types that only move the fixed balance (what invoices add to what a client owes).
 INVOICE_TYPES = ("invoice",)
 #: Key prefixes of the entries rater writes itself: a person's key may not take them.
@@ -88,7 +94,8 @@ FEE_TYPES = ("recurring-fee", "prorated-fee", "one-off-fee", "fee-credit")
 #: Types a person posts with ``rater transaction add``.
 TRANSACTION_TYPES = tuple(t for t in SIGNS if t not in CALL_TYPES + INVOICE_TYPES + FEE_TYPES)
 AUTHORIZATION_DAYS = 7
-#: What a rated-call or rerate entry keeps of its call (a msgpack array, in this order).
+#: What a call's entry (rated-call, bundle-call, rerate) keeps of it (a msgpack array, in
+#: this order).
 CALL_FIELDS = ("source", "id", "rev", "number", "date", "duration", "billed", "prefix",
                "destination", "table", "account", "cost", "vendor")
 _MAX = 2**63 - 1
@@ -110,7 +117,7 @@ class Entry:
     key: str
     ref: int | None = None
     note: str | None = None
-    #: A call's facts (:data:`CALL_FIELDS`) for rated-call and rerate entries.
+    #: A call's facts (:data:`CALL_FIELDS`) for the entries of CALL_TYPES.
     call: list[Any] | None = None
     #: The amount an authorization reserves (or a void releases); it moves no balance.
     held: int | None = None
@@ -239,6 +246,7 @@ def append_packed(store: Store, txn: Any, packed: list[bytes],
     _, added = txn.cursor().putmulti(list(zip(keys, packed, strict=True)), overwrite=False)
     if added != len(packed):
         raise StoreError(f"journal entries {first}.. exist already; nothing was written")
+    moved = []
     for cid, (dl, df) in deltas.items():
         live, fixed = read_balance(store, txn, cid)
         live += dl
@@ -246,6 +254,10 @@ def append_packed(store: Store, txn: Any, packed: list[bytes],
         if not (-_MAX <= live <= _MAX and -_MAX <= fixed <= _MAX):
             raise Refused(f"client {cid}: the balance would leave the range rater stores")
         store.balances.put(txn, cid.to_bytes(4, "big"), _pack([live, fixed]))
+        if dl:
+            moved.append((cid, live))
+    if moved:
+        notifications.check(store, txn, moved, int(time.time()))
     return first
 
 
@@ -291,6 +303,9 @@ class PostResult:
     #: True when the key was already posted with the same content: nothing moved.
     duplicate: bool
     balance: tuple[int, int]
+    #: True when the payment restarted a suspended prepaid client (its fees due today
+    #: were debited: ``balance`` is after them).
+    restarted: bool = False
 
 
 class Journal:
@@ -387,7 +402,16 @@ class Journal:
                     [hold[0], hold[1], hold[2], "captured" if type_ == "capture" else "voided"]))
             return PostResult(entry, False, read_balance(self.store, txn, client.id))
 
-        return self.store.write(apply)
+        result: PostResult = self.store.write(apply)
+        if SIGNS[type_] > 0 and not result.duplicate:
+            # Money in: a client a prepaid run suspended is restarted as soon as it pays.
+            from .subscriptions import restart_if_paid
+
+            if restart_if_paid(self.store, client_name, now):
+                result.restarted = True
+                with self.store.read() as txn:
+                    result.balance = read_balance(self.store, txn, result.entry.client)
+        return result
 
     def _hold(self, txn: Any, client: Client, ref: int) -> tuple[int, int, int, str]:
         raw = self.store.holds.get(txn, _num(ref))
@@ -405,8 +429,10 @@ class Journal:
             client = self.registry.get_client(txn, client_name)
             live, fixed = read_balance(self.store, txn, client.id)
         avail = available(client, live)
-        low = (client.low_balance_threshold is not None and avail is not None
-               and avail < client.low_balance_threshold)
+        # Below the threshold: as the notices count it, live + credit limit (a postpaid
+        # client's too).
+        low = (client.low_balance_threshold is not None
+               and live + client.credit_limit < client.low_balance_threshold)
         return Balance(client.name, client.currency, live, fixed, avail, client.credit_limit,
                        client.mode, low)
 

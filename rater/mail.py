@@ -1,4 +1,5 @@
-"""E-mailing invoices: each PDF to its client's billing address, through SMTP.
+"""E-mail through SMTP: invoices (each PDF to its client's billing address), and the
+low-balance notices of rater.notifications.
 
 The server is the ``[mail]`` section of the config (see ``rater/serve.toml``).
 One connection carries a batch; a message the server refuses fails alone, and
@@ -46,6 +47,32 @@ def invoice_message(inv: Invoice, issuer: Issuer, from_address: str) -> EmailMes
     return msg
 
 
+def connect(settings: MailSettings) -> smtplib.SMTP:
+    """A connection to the configured SMTP server, secured and logged in as it says
+    (close it, or use it as a context manager)."""
+    server: smtplib.SMTP
+    if settings.tls == "ssl":
+        server = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
+                                  context=ssl.create_default_context())
+    else:
+        server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    try:
+        if settings.tls == "starttls":
+            server.starttls(context=ssl.create_default_context())
+        if settings.username:
+            server.login(settings.username, settings.password or "")
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+#: What a refused message raises: that message alone failed (an address the server
+#: cannot take, say), the connection goes on.
+REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused,
+           smtplib.SMTPNotSupportedError, UnicodeError)
+
+
 def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]]
                   ) -> list[tuple[Invoice, str | None]]:
     """Send each invoice; returns (invoice, None) when the server took it, else the
@@ -58,17 +85,7 @@ def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]
         return results
     from_address = sender(settings)          # a name lookup, when not configured: once
     try:
-        server: smtplib.SMTP
-        if settings.tls == "ssl":
-            server = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
-                                      context=ssl.create_default_context())
-        else:
-            server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-        with server:
-            if settings.tls == "starttls":
-                server.starttls(context=ssl.create_default_context())
-            if settings.username:
-                server.login(settings.username, settings.password or "")
+        with connect(settings) as server:
             for inv, issuer in ready:
                 # Each message made as it is sent: one PDF in memory at a time.
                 try:
@@ -79,10 +96,7 @@ def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]
                 try:
                     server.send_message(msg)
                     results.append((inv, None))
-                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError,
-                        smtplib.SMTPSenderRefused, smtplib.SMTPNotSupportedError,
-                        UnicodeError) as exc:
-                    # This message alone (an address the server cannot take, say).
+                except REFUSED as exc:
                     results.append((inv, f"refused: {exc}"))
     except (OSError, smtplib.SMTPException) as exc:
         done = {inv.id for inv, _ in results}

@@ -9,9 +9,10 @@ before prometheus_client is first imported, so this module imports it only in
 
 Every name starts ``rater_``. Counters: requests by agent and method, with a
 latency histogram; authorizations by outcome; accounting requests by outcome;
-dropped packets by reason; errors by code. Gauges, read from the store by the
-first worker every few seconds: deck versions and compiled sizes, LMDB map size
-and use, calls in progress (reservations in flight), journal entries.
+dropped packets by reason; errors by code; low-balance notices by outcome (the
+first worker delivers them). Gauges, read from the store by the first worker every
+few seconds: deck versions and compiled sizes, LMDB map size and use, calls in
+progress (reservations in flight), journal entries.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ class Metrics:
                                ["reason"], registry=to)
         self.errors = Counter("rater_errors", "Requests that failed, by error code.",
                               ["code"], registry=to)
+        self.low_balance = Counter("rater_low_balance_notices",
+                                   "Low-balance notices delivered, by outcome (sent, no-email, "
+                                   "failed, dropped).", ["outcome"], registry=to)
 
         def gauge(name: str, text: str, labels: tuple[str, ...] = ()) -> Any:
             return Gauge(name, text, list(labels), multiprocess_mode="mostrecent",

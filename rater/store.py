@@ -222,6 +222,9 @@ class Store:
         self.rating = Space(b"p/")          # CGRateS rating profiles and plans
         self.packages = Space(b"f/")
         self.subscriptions = Space(b"z/")   # subscriptions; clients a prepaid run suspended
+        self.bundles = Space(b"d/")         # included minutes used, held, and per call
+        self.watch = Space(b"W/")           # low-balance thresholds and who is below one
+        self.notices = Space(b"N/")         # low-balance notices not yet delivered
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Called after each commit of :meth:`write` (a group sync asks to sync it).
         self.after_commit: Callable[[], None] | None = None

@@ -3,8 +3,8 @@
 A *package* (a product) has a recurring fee charged each period (``monthly``:
 the client's billing months, from its billing day; ``weekly``: Monday to
 Sunday; ``daily``), one-off fees (installation, deposit) charged once when a
-subscription starts, and included minutes (kept with the package; they are
-not consumed yet).
+subscription starts, and included minutes that calls use before money
+(:mod:`rater.bundles`).
 
 A *subscription* ties a client to a package from a date, to an optional end
 date (not included). Dates are the client's: its periods begin at midnight in
@@ -32,15 +32,16 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .clients import Client, Registry, parse_amount, show_amount
 from .errors import Conflict, InvalidArgument, RaterError
-from .invoices import add_month
+from .invoices import add_month, midnight
 from .journal import Entry, append_keyed, available, read_balance, unposted
 from .money import UNITS, minor_unit
 from .store import Store
+from .timeutil import zone
 
 PERIODS = ("monthly", "weekly", "daily")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
@@ -55,7 +56,8 @@ class Package:
     period: str = "monthly"
     #: [name, nanos] of each fee charged once when a subscription starts.
     one_off: list[list[Any]] = field(default_factory=list)
-    #: Included units: [{"minutes": N, "prefixes": [...]}] per fee period.
+    #: Included minutes per fee period: [{"minutes": N, "prefixes": [...], "destinations":
+    #: [...], "rate": nanos a minute}] (rater.bundles).
     included: list[dict[str, Any]] = field(default_factory=list)
     created: int = 0
 
@@ -63,6 +65,12 @@ class Package:
         if not _NAME.fullmatch(self.name):
             raise InvalidArgument(f"package name {self.name!r}: up to 64 letters, digits, "
                                   f"_ . : - (a letter or digit first)")
+        for inc in self.included:
+            if not (isinstance(inc.get("minutes"), int) and inc["minutes"] > 0
+                    and all(p.isdigit() for p in inc.get("prefixes", []))
+                    and (inc.get("prefixes") or inc.get("destinations"))):
+                raise InvalidArgument(f"included minutes {inc!r}: a number of minutes and "
+                                      f"the prefixes or destinations they cover")
         if not re.fullmatch(r"[A-Z]{3}", self.currency):
             raise InvalidArgument(f"currency {self.currency!r} is not an ISO 4217 code")
         if self.period not in PERIODS:
@@ -75,7 +83,9 @@ class Package:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "fee": show_amount(self.fee),
-                "one_off": [[n, show_amount(a)] for n, a in self.one_off]}
+                "one_off": [[n, show_amount(a)] for n, a in self.one_off],
+                "included": [{**i, "rate": show_amount(i.get("rate", 0))}
+                             for i in self.included]}
 
 
 @dataclass
@@ -167,6 +177,7 @@ class Subscriptions:
             if self.store.packages.get(txn, name.encode()) is not None:
                 raise Conflict(f"package {name!r} exists already")
             self.store.packages.put(txn, name.encode(), json.dumps(asdict(pkg)).encode())
+            self.registry.bump(txn)
             return pkg
 
         return self.store.write(apply)
@@ -203,6 +214,7 @@ class Subscriptions:
                            self.store.subscriptions.items(txn, b"s")), default=0)
             sub = Subscription(sid, client.id, package, start, end, int(time.time()))
             self.store.subscriptions.put(txn, _sub_key(sid), sub.pack())
+            self.registry.bump(txn)
             return sub
 
         return self.store.write(apply)
@@ -214,9 +226,12 @@ class Subscriptions:
             subs = [Subscription.unpack(v) for _, v in self.store.subscriptions.items(txn, b"s")]
         return [s for s in subs if cid is None or s.client == cid]
 
-    def end(self, sid: int, end: date) -> tuple[Subscription, list[Entry]]:
+    def end(self, sid: int, end: date, now: int | None = None
+            ) -> tuple[Subscription, list[Entry]]:
         """End subscription ``sid`` at ``end`` (not included); the days it was charged for
-        from then on are credited."""
+        from then on are credited (written ``now``)."""
+        now = int(time.time()) if now is None else now
+
         def apply(txn: Any) -> tuple[Subscription, list[Entry]]:
             raw = self.store.subscriptions.get(txn, _sub_key(sid))
             if raw is None:
@@ -235,13 +250,13 @@ class Subscriptions:
                 before = _due(pkg, sub, start, stop)
                 after = _due(pkg, replace(sub, end=end), start, stop)
                 if before > after:
-                    credits.append(Entry(0, "fee-credit", client.id, before - after,
-                                         int(time.time()), int(time.time()),
+                    credits.append(Entry(0, "fee-credit", client.id, before - after, now, now,
                                          f"fee:{sub.id}:{start}:end:{end}", None,
                                          f"{sub.package}: {end} to {stop}", None, None))
                 start, stop = period_of(stop, pkg.period, client.billing_day)
             sub.end = end
             self.store.subscriptions.put(txn, _sub_key(sid), sub.pack())
+            self.registry.bump(txn)
             append_keyed(self.store, txn, unposted(self.store, txn, credits))
             return sub, credits
 
@@ -256,6 +271,58 @@ def _due(pkg: Package, sub: Subscription, start: date, stop: date) -> int:
     """What ``sub`` pays of the period [start, stop) of its package's fee."""
     first, last = active_days(sub, start, stop)
     return share(pkg.fee, UNITS[minor_unit(pkg.currency)], (stop - start).days, first, last)
+
+
+def fee_entries(client: Client, sub: Subscription, pkg: Package, start: date, stop: date,
+                at: int, when: int) -> list[Entry]:
+    """What ``sub`` owes for its package's fee period [start, stop): the fee of the days
+    it holds, and its one-off fees in its first period (written at ``at``, dated
+    ``when``)."""
+    first, last = active_days(sub, start, stop)
+    if first == last:
+        return []
+    due = []
+    amount = _due(pkg, sub, start, stop)
+    kind = "recurring-fee" if (first, last) == (0, (stop - start).days) else "prorated-fee"
+    if amount:
+        due.append(Entry(0, kind, client.id, -amount, at, when, f"fee:{sub.id}:{start}", None,
+                         f"{sub.package} {start} to {stop}", None, None))
+    if sub.start >= start:      # its first period: the one-off fees too
+        due += [Entry(0, "one-off-fee", client.id, -a, at, when, f"fee:{sub.id}:one-off:{i}",
+                      None, f"{sub.package}: {n}", None, None)
+                for i, (n, a) in enumerate(pkg.one_off) if a]
+    return due
+
+
+def post_fees(store: Store, client_name: str, start: date, end: date,
+              now: int | None = None) -> list[Entry]:
+    """Post what a postpaid client's subscriptions owe for the fee periods holding the
+    days [start, end) (an invoice period), each once: a period already charged (by its
+    key) is not charged again. Each is dated at the first day it pays for, so that the
+    invoice of that day takes it."""
+    subs = Subscriptions(store)
+    now = int(time.time()) if now is None else now
+
+    def apply(txn: Any) -> list[Entry]:
+        client = subs.registry.get_client(txn, client_name)
+        due: list[Entry] = []
+        for _, raw in store.subscriptions.items(txn, b"s"):
+            sub = Subscription.unpack(raw)
+            if sub.client != client.id or sub.start >= end or (sub.end or end) <= start:
+                continue
+            pkg = subs._package(txn, sub.package)
+            day = max(start, sub.start)
+            while day < min(end, sub.end or end):
+                a, b = period_of(day, pkg.period, client.billing_day)
+                first = max(a, sub.start)
+                due += fee_entries(client, sub, pkg, a, b, now, midnight(first,
+                                                                         client.timezone))
+                day = b
+        new = unposted(store, txn, due)
+        append_keyed(store, txn, new)
+        return new
+
+    return store.write(apply)
 
 
 def _sub_key(sid: int) -> bytes:
@@ -276,64 +343,73 @@ class PrepaidRun:
     charged: list[dict[str, Any]] = field(default_factory=list)
     suspended: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
-    exceptions: list[dict[str, str]] = field(default_factory=list)
+    #: (client id, name, reason code, message) of each client's exception.
+    exceptions: list[tuple[int, str, str, str]] = field(default_factory=list)
     total: dict[str, str] = field(default_factory=dict)
+    #: Client -> the day its wallet is estimated to be used up (None: not within a year).
+    estimates: dict[str, str | None] = field(default_factory=dict)
 
-    @property
-    def state(self) -> str:
-        return "completed-with-errors" if self.exceptions else "completed"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mode": "prepaid", "state": self.state, **asdict(self)}
+    def results(self) -> dict[str, Any]:
+        return {"wallet_transactions": len(self.charged), "charged": self.charged,
+                "suspended": self.suspended, "restarted": self.restarted,
+                "estimates": self.estimates, "totals": self.total}
 
 
-def prepaid_run(store: Store, as_of: date, *, suspend: bool = True,
-                now: int | None = None) -> PrepaidRun:
-    """Debit each prepaid client's fees due on ``as_of``; see the module docstring. One
-    client's problem is an exception of the run, and the run goes on."""
+def prepaid_run(store: Store, as_of: date, *, suspend: bool = True, estimate: bool = True,
+                clients: set[int] | None = None, now: int | None = None) -> PrepaidRun:
+    """Debit each prepaid client's fees due on ``as_of`` (``clients``: only these);
+    see the module docstring. One client's problem is an exception of the run, and
+    the run goes on."""
     subs = Subscriptions(store)
     now = int(time.time()) if now is None else now
     result = PrepaidRun(as_of.isoformat())
     by_client: dict[int, list[Subscription]] = {}
     for s in subs.subscriptions():
-        by_client.setdefault(s.client, []).append(s)
+        if clients is None or s.client in clients:
+            by_client.setdefault(s.client, []).append(s)
     totals: dict[str, int] = {}
+    spent = usage_window(store, as_of) if estimate else {}
     for cid, held in sorted(by_client.items()):
         try:
-            _charge_client(store, subs, cid, held, as_of, suspend, now, result, totals)
+            client = _charge_client(store, subs, cid, held, as_of, suspend, now, result,
+                                    totals)
+            if estimate and client.prepaid and client.status != "deleted":
+                day = runs_out(store, client.name, as_of, spent)
+                result.estimates[client.name] = None if day is None else day.isoformat()
         except RaterError as exc:
-            result.exceptions.append({"client": str(cid), "reason": exc.code,
-                                      "message": exc.message})
+            with store.read() as txn:
+                name = subs.registry.client_by_id(txn, cid).name
+            result.exceptions.append((cid, name, "error", exc.message))
     result.total = {cur: show_amount(v) for cur, v in sorted(totals.items())}
     return result
 
 
+def restart_if_paid(store: Store, client_name: str, now: int | None = None) -> bool:
+    """After a payment: a client a prepaid run suspended is charged what is due today (in
+    its time zone) and restarted, if its wallet now pays it. Whether it was."""
+    now = int(time.time()) if now is None else now
+    registry = Registry(store)
+    with store.read() as txn:
+        client = registry.get_client(txn, client_name)
+        if store.subscriptions.get(txn, _suspended(client.id)) is None:
+            return False
+    today = datetime.fromtimestamp(now, zone(client.timezone)).date()
+    run = prepaid_run(store, today, estimate=False, clients={client.id}, now=now)
+    return client.name in run.restarted
+
+
 def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subscription],
                    as_of: date, suspend: bool, now: int, result: PrepaidRun,
-                   totals: dict[str, int]) -> None:
-    def apply(txn: Any) -> tuple[Client, list[Entry], str | None]:
+                   totals: dict[str, int]) -> Client:
+    def apply(txn: Any) -> tuple[Client, list[Entry], str | None, int]:
         client = subs.registry.client_by_id(txn, cid)
         if not client.prepaid or client.status == "deleted":
-            return client, [], None
+            return client, [], None, 0
         due: list[Entry] = []
         for sub in held:
             pkg = subs._package(txn, sub.package)
             start, stop = period_of(as_of, pkg.period, client.billing_day)
-            first, last = active_days(sub, start, stop)
-            if first == last:
-                continue
-            amount = _due(pkg, sub, start, stop)
-            kind = "recurring-fee" if (first, last) == (0, (stop - start).days) \
-                else "prorated-fee"
-            note = f"{sub.package} {start} to {stop}"
-            if amount:
-                due.append(Entry(0, kind, cid, -amount, now, now, f"fee:{sub.id}:{start}",
-                                 None, note, None, None))
-            if sub.start >= start:      # its first period: the one-off fees too
-                due += [Entry(0, "one-off-fee", cid, -a, now, now,
-                              f"fee:{sub.id}:one-off:{i}", None, f"{sub.package}: {n}",
-                              None, None)
-                        for i, (n, a) in enumerate(pkg.one_off) if a]
+            due += fee_entries(client, sub, pkg, start, stop, now, now)
         due = unposted(store, txn, due)
         live, _ = read_balance(store, txn, cid)
         cost = -sum(e.amount for e in due)
@@ -344,15 +420,15 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
                 subs.registry.set_status(txn, client, "stop", "suspend (prepaid run)")
                 store.subscriptions.put(txn, _suspended(cid), b"1")
                 change = "suspended"
-            return client, [], change
+            return client, [], change, cost
         append_keyed(store, txn, due)
         if client.status == "stop" and store.subscriptions.get(txn, _suspended(cid)):
             subs.registry.set_status(txn, client, "active", "restart (prepaid run)")
             store.subscriptions.delete(txn, _suspended(cid))
             change = "restarted"
-        return client, due, change
+        return client, due, change, 0
 
-    client, posted, change = store.write(apply)
+    client, posted, change, unpaid = store.write(apply)
     for e in posted:
         result.charged.append({"client": client.name, "type": e.type, "key": e.key,
                                "amount": show_amount(-e.amount), "note": e.note or ""})
@@ -361,5 +437,62 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
         result.suspended.append(client.name)
     elif change == "restarted":
         result.restarted.append(client.name)
+    if unpaid:
+        result.exceptions.append((
+            client.id, client.name, "insufficient-funds",
+            f"the wallet cannot pay {show_amount(unpaid)} {client.currency} due; "
+            f"{'service stopped' if change else 'service stays stopped'} until it can"))
+    return client
 
 
+# -- when a wallet runs out
+
+#: The days of usage an estimate averages.
+USAGE_DAYS = 30
+#: How far ahead an estimate looks.
+HORIZON_DAYS = 366
+
+
+def runs_out(store: Store, client_name: str, as_of: date,
+             spent: dict[int, int] | None = None) -> date | None:
+    """The first day after ``as_of`` a prepaid client's available balance is estimated
+    to go below zero: each day costs the average of its calls over the 30 days to
+    ``as_of`` (UTC days), and each fee period of its subscriptions costs its fee the day
+    it begins. None when not within a year (or it spends nothing). ``spent``: every
+    client's calls of those days (rater.ingest.usage), when the caller has them. Exact:
+    the average is kept as a fraction."""
+    registry = Registry(store)
+    subs = Subscriptions(store)
+    with store.read() as txn:
+        client = registry.get_client(txn, client_name)
+        live, _ = read_balance(store, txn, client.id)
+        mine = [s for s in (Subscription.unpack(v) for _, v
+                            in store.subscriptions.items(txn, b"s")) if s.client == client.id]
+        packages = {s.package: subs._package(txn, s.package) for s in mine}
+    left = available(client, live)
+    if left is None:
+        return None
+    if spent is None:
+        spent = usage_window(store, as_of)
+    # In thirtieths of a nano: a day of calls costs exactly their sum over 30 days.
+    balance = left * USAGE_DAYS
+    day = as_of + timedelta(days=1)
+    for _ in range(HORIZON_DAYS):
+        balance -= max(spent.get(client.id, 0), 0)
+        for s in mine:
+            pkg = packages[s.package]
+            start, stop = period_of(day, pkg.period, client.billing_day)
+            if start == day and s.start <= day < (s.end or date.max):
+                balance -= _due(pkg, s, start, stop) * USAGE_DAYS
+        if balance < 0:
+            return day
+        day += timedelta(days=1)
+    return None
+
+
+def usage_window(store: Store, as_of: date) -> dict[int, int]:
+    """Every client's calls of the 30 UTC days to ``as_of`` (included)."""
+    from .ingest import usage
+
+    end = midnight(as_of + timedelta(days=1), "UTC")
+    return usage(store, end - USAGE_DAYS * 86400, end)

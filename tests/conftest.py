@@ -208,3 +208,40 @@ def ledger_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if request.param == "sqlite":
         return None
     return str(request.getfixturevalue("postgres_db"))
+
+
+class Inbox:
+    """What a real SMTP server on 127.0.0.1 received."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address,  # type: ignore[no-untyped-def]
+                          options) -> str:
+        if address.endswith("@refused.example"):
+            return "550 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[tuple[Inbox, Path]]:
+    """An aiosmtpd server on a free port, and a config file naming it."""
+    from aiosmtpd.controller import Controller
+
+    from rater.radius.server import free_ports
+
+    [port] = free_ports("127.0.0.1", [socket.SOCK_STREAM])
+    inbox = Inbox()
+    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server.start()
+    config = write(tmp_path / "rater.toml", f'[mail]\nport = {port}\n'
+                                            f'from = "billing@rater.example"\n')
+    try:
+        yield inbox, config
+    finally:
+        server.stop()

@@ -8,13 +8,12 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
-from conftest import ensure_pango, failed, ok, run_cli, write
+from conftest import Inbox, ensure_pango, failed, ok, run_cli, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -623,43 +622,6 @@ def test_no_sepa_file_without_the_issuers_creditor_id(store: Store, tmp_path: Pa
     assert [(x.client_name, x.code) for x in run.exceptions] == [("acme", "sepa-not-ready")]
     assert not list(Path(run.output_dir or "").glob("sepa-*.xml"))
     assert invoices(store)[0].state == "issued"            # the invoice itself stands
-
-
-class Inbox:
-    """What a real SMTP server on 127.0.0.1 received."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-
-    async def handle_RCPT(self, server, session, envelope, address,  # type: ignore[no-untyped-def]
-                          options) -> str:
-        if address.endswith("@refused.example"):
-            return "550 no such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
-        self.messages.append((list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[tuple[Inbox, Path]]:
-    """An aiosmtpd server on a free port, and a config file naming it."""
-    from aiosmtpd.controller import Controller
-
-    from rater.radius.server import free_ports
-
-    [port] = free_ports("127.0.0.1", [socket.SOCK_STREAM])
-    inbox = Inbox()
-    server = Controller(inbox, hostname="127.0.0.1", port=port)
-    server.start()
-    config = write(tmp_path / "rater.toml", f'[mail]\nport = {port}\n'
-                                            f'from = "billing@rater.example"\n')
-    try:
-        yield inbox, config
-    finally:
-        server.stop()
 
 
 def test_invoices_are_emailed_with_their_pdf(billed: Path, smtp: tuple[Inbox, Path],

@@ -133,7 +133,8 @@ def test_transaction_types_are_the_person_posted_ones() -> None:
     # Fees are rater's own: charges but the credit of the days after a subscription ends.
     assert {t: SIGNS[t] for t in FEE_TYPES} == {"recurring-fee": -1, "prorated-fee": -1,
                                                "one-off-fee": -1, "fee-credit": 1}
-    assert set(CALL_TYPES) == {"rated-call", "rerate"}
+    assert set(CALL_TYPES) == {"rated-call", "bundle-call", "rerate"}
+    assert SIGNS["bundle-call"] == -1 and "bundle-call" not in TRANSACTION_TYPES
 
 
 @pytest.mark.parametrize("type_", [t for t in MOVES if t not in ("authorization", "capture",

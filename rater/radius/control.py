@@ -40,11 +40,13 @@ from typing import Any
 
 import msgpack
 
+from ..bundles import hold
 from ..clients import AccountIndex, Client, show_amount
 from ..engine import Deck
 from ..errors import InvalidNumber
 from ..ingest import Pricer, bill_call
 from ..journal import read_balance
+from ..notifications import below
 from ..numbers import normalise_number
 from ..store import Store
 
@@ -57,7 +59,8 @@ START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
 
 # A call in progress (g/ value, msgpack): its client, what it reserved, for how long,
 # when it stops counting, whether it started, its NAS, the number it was granted for.
-C_CLIENT, C_AMOUNT, C_GRANTED, C_EXPIRES, C_STARTED, C_NAS, C_NUMBER = range(7)
+# Then, for a prepaid call, the [counter, seconds] it was granted of included minutes.
+C_CLIENT, C_AMOUNT, C_GRANTED, C_EXPIRES, C_STARTED, C_NAS, C_NUMBER, C_BUNDLE = range(8)
 # A client's calls in progress in sum (u/ value): how many, what they reserve.
 S_COUNT, S_RESERVED = range(2)
 #: Lapsed calls let go by one write transaction at most (the rest by the next ones;
@@ -122,13 +125,15 @@ class Decision:
 class _Pending:
     """A call that passed every check but capacity and money."""
 
-    __slots__ = ("call", "client", "deck", "digits", "key", "prepaid")
+    __slots__ = ("call", "client", "deck", "destination", "digits", "key", "prepaid")
 
-    def __init__(self, call: Call, client: Client, deck: Deck, digits: str) -> None:
+    def __init__(self, call: Call, client: Client, deck: Deck, digits: str,
+                 destination: str) -> None:
         self.call = call
         self.client = client
         self.deck = deck
         self.digits = digits
+        self.destination = destination
         self.key = call.key()
         self.prepaid = client.mode == "prepaid"
 
@@ -209,30 +214,47 @@ class CallControl:
         if deck is None or deck.currency != client.currency:
             return Decision("no_rate", "no rate table")
         digits = "+" + e164
+        destination = ""
         with deck.using() as engine:
-            cost, _, _, _ = engine.rate(digits, now, 0)
+            cost, _, row, _ = engine.rate(digits, now, 0)
+            if cost >= 0 and self._pricer.allowances().destinations_matter:
+                names, dest_of, _ = deck.row_facts(engine)
+                destination = str(names[dest_of[row]])
         if cost < 0:
             return Decision("no_rate", "no rate for the number")
-        if client.mode == "postpaid" and client.capacity is None:
+        if (client.mode == "postpaid" and client.capacity is None
+                and client.low_balance_capacity is None):
             return Decision("accepted", "", seconds=client.max_call_length,
                             currency=client.currency)
-        return _Pending(call, client, deck, digits)
+        return _Pending(call, client, deck, digits, destination)
 
-    def _grant(self, p: _Pending, available: int | None, now: int) -> tuple[int, int]:
-        """The longest call ``available`` pays for, and its cost (postpaid: the max call
-        length, nothing reserved). The deck is held only while it prices: a write that
-        grows the map waits for no reader."""
+    def _grant(self, p: _Pending, available: int | None, now: int, free: int = 0
+               ) -> tuple[int, int]:
+        """The longest call ``free`` seconds of included minutes and then ``available``
+        pay for, and the money it reserves (postpaid: the max call length, nothing
+        reserved). The deck is held only while it prices: a write that grows the map
+        waits for no reader."""
         limit = p.client.max_call_length
         if available is None:
             return limit, 0
-        if available <= 0:
-            return 0, 0
+        free = min(free, limit)
+        if available <= 0 or free == limit:
+            return free, 0
         with p.deck.using() as engine:
-            seconds, _ = engine.max_duration(p.digits, now, available, limit)
+            seconds, _ = engine.max_duration(p.digits, now, available, limit - free)
             if seconds <= 0:
-                return 0, 0
+                return free, 0
             amount, _, _, _ = engine.rate(p.digits, now, seconds)
-        return seconds, max(amount, 0)
+        return free + seconds, max(amount, 0)
+
+    def _included(self, txn: Any, p: _Pending, now: int) -> list[list[Any]]:
+        """What a prepaid call may take of its client's included minutes now: a
+        [counter, seconds] share of each allowance with seconds left, in order (less
+        what calls in progress were granted)."""
+        allowances = self._pricer.allowances()
+        return [[counter, left] for counter, a in allowances.for_call(
+                    p.client, now, p.digits[1:], p.destination)
+                if (left := allowances.left(txn, counter, a, reserved=True)) > 0]
 
     def _register(self, pending: list[_Pending], now: int) -> list[Decision]:
         """Check capacity and reserve, in one write transaction (requests seen before are
@@ -283,18 +305,29 @@ class CallControl:
             # lapsed and not yet let go): decided again, from scratch.
             self._remove(txn, p.key, mine)
         count, reserved = self._summary(txn, client.id)
-        if client.capacity is not None and count >= client.capacity:
+        capacity = client.capacity
+        if client.low_balance_capacity is not None and below(self.store, txn, client.id):
+            capacity = min(capacity if capacity is not None else client.low_balance_capacity,
+                           client.low_balance_capacity)
+        if capacity is not None and count >= capacity:
             return Decision("capacity", "too many calls in progress")
         credit = None
+        shares: list[list[Any]] = []
         if p.prepaid:
             live, _ = read_balance(self.store, txn, client.id)
             credit = live + client.credit_limit - reserved
-        seconds, amount = self._grant(p, credit, now)
+            shares = self._included(txn, p, now)
+        seconds, amount = self._grant(p, credit, now, sum(n for _, n in shares))
         if seconds <= 0:
             return Decision("no_balance", "no balance", credit=credit,
                             currency=client.currency, prepaid=True)
+        granted, left = [], seconds
+        for counter, n in shares:
+            if left > 0:
+                granted.append([counter, min(n, left)])
+                left -= n
         self._add(txn, p.key, [client.id, amount, seconds, now + seconds + self.grace, False,
-                               p.call.nas, p.digits], (count, reserved))
+                               p.call.nas, p.digits, granted], (count, reserved))
         return Decision("accepted", "", seconds=seconds, credit=credit,
                         currency=client.currency, prepaid=p.prepaid, reserved=amount)
 
@@ -330,6 +363,8 @@ class CallControl:
         self.store.calls_up.put(txn, key, msgpack.packb(record))
         self.store.calls_lapse.put(txn, self._lapse_key(record[C_EXPIRES], key), b"")
         self._put_summary(txn, record[C_CLIENT], count + 1, reserved + record[C_AMOUNT])
+        if len(record) > C_BUNDLE:
+            hold(self.store, txn, record[C_BUNDLE], 1)
 
     def _remove(self, txn: Any, key: bytes, record: list[Any]) -> None:
         """Let go of the call in progress ``record``, stored under ``key``."""
@@ -337,6 +372,8 @@ class CallControl:
         self.store.calls_up.delete(txn, key)
         self.store.calls_lapse.delete(txn, self._lapse_key(record[C_EXPIRES], key))
         self._put_summary(txn, record[C_CLIENT], count - 1, reserved - record[C_AMOUNT])
+        if len(record) > C_BUNDLE:
+            hold(self.store, txn, record[C_BUNDLE], -1)
 
     def _move(self, txn: Any, key: bytes, record: list[Any], new_key: bytes,
               expires: int) -> None:

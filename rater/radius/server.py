@@ -36,6 +36,7 @@ from .._radius import Datagrams
 from ..errors import ConfigError, RaterError
 from ..metrics import Metrics, Tally
 from ..nas import Nas, NasTable, nas_generation
+from ..notifications import deliver
 from ..settings import Settings, load
 from ..store import GroupSync, Store
 from . import packet
@@ -50,6 +51,8 @@ READY_TIMEOUT = 30.0
 #: Packets a worker takes from a socket at a time (Access-Requests among them are
 #: decided in one write transaction).
 BATCH = 64
+#: Seconds between deliveries of the low-balance notices (by worker 1).
+NOTICES_EVERY = 5.0
 
 
 @dataclass
@@ -145,6 +148,8 @@ class Worker:
         #: Held while the call control decides: the gRPC threads share it.
         self.lock = threading.Lock()
         self._nas_generation = nas_generation(self.store)
+        self._notices_at = 0.0
+        self._notifier: threading.Thread | None = None
         self.nas = NasTable.of(self.store, settings)
         self._stop = False
         self._reload = False
@@ -282,6 +287,20 @@ class Worker:
                 self.counters.metrics.read_store(self.store)
             except Exception:
                 log.exception("worker %d: metrics of the store not read", self.number)
+        if (self.number == 1 and time.monotonic() >= self._notices_at
+                and not (self._notifier and self._notifier.is_alive())):
+            # In a thread of its own: a slow SMTP server holds up no answer.
+            self._notices_at = time.monotonic() + NOTICES_EVERY
+            self._notifier = threading.Thread(target=self._deliver, name="notices",
+                                              daemon=True)
+            self._notifier.start()
+
+    def _deliver(self) -> None:
+        try:
+            deliver(self.store, self.settings.mail, None if self.counters.metrics is None
+                    else self.counters.metrics.low_balance)
+        except Exception:
+            log.exception("worker %d: low-balance notices not delivered", self.number)
         generation = nas_generation(self.store)
         if generation != self._nas_generation:
             self._nas_generation = generation

@@ -1,0 +1,185 @@
+"""Low-balance notifications: once per crossing, decided where balances move.
+
+A client with a low-balance threshold has a watch record (``W/t`` + id: the
+threshold and its credit limit), kept by the registry whenever the client is
+saved. Every journal write checks the clients whose balances it moved: a
+client whose available balance (live + credit limit) is below its threshold
+and is not flagged yet is flagged (``W/f``) and a notice goes into the outbox
+(``N/``), in the same LMDB transaction; a flagged client at or above its
+threshold again loses its flag (it is re-armed). So one crossing makes one
+notice however many calls cross it, and no notice is lost: it waits in the
+outbox until it is delivered.
+
+Delivering (:func:`deliver`; ``rater serve`` does it every few seconds, ``rater
+billing scheduler`` at each look, ``rater notifications send`` from cron): each
+notice is logged (``rater.notifications``, WARNING), counted in the metrics of
+``rater serve`` (``rater_low_balance_notices_total`` by outcome) and e-mailed to
+the client's billing address through the ``[mail]`` SMTP server. A notice that
+could not be sent stays for the next delivery, up to ``ATTEMPTS`` tries.
+
+While flagged, a client with ``low_balance_capacity`` has at most that many calls
+in progress (capacity reduction below the threshold).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from .store import Store
+
+if TYPE_CHECKING:
+    from .clients import Client
+    from .settings import MailSettings
+
+log = logging.getLogger("rater.notifications")
+
+_WATCH, _FLAG = b"t", b"f"
+#: Deliveries a notice is tried at most (then dropped, logged as an error).
+ATTEMPTS = 5
+
+
+def watch(store: Store, txn: Any, client: Client) -> None:
+    """Keep the client's watch record in step with it (the registry calls this on every
+    save)."""
+    key = _WATCH + client.id.to_bytes(4, "big")
+    if client.low_balance_threshold is None or client.status == "deleted":
+        store.watch.delete(txn, key)
+        store.watch.delete(txn, _FLAG + client.id.to_bytes(4, "big"))
+    else:
+        store.watch.put(txn, key, msgpack.packb([client.low_balance_threshold,
+                                                   client.credit_limit]))
+
+
+def check(store: Store, txn: Any, moved: list[tuple[int, int]], now: int) -> None:
+    """After balances moved: ``moved`` is (client id, live balance now) of each."""
+    for cid, live in moved:
+        tag = cid.to_bytes(4, "big")
+        raw = store.watch.get(txn, _WATCH + tag)
+        if raw is None:
+            continue
+        threshold, credit_limit = msgpack.unpackb(raw)
+        available = live + credit_limit
+        flagged = store.watch.get(txn, _FLAG + tag) is not None
+        if available < threshold and not flagged:
+            store.watch.put(txn, _FLAG + tag, b"")
+            last = store.notices.last(txn)
+            number = 1 + (0 if last is None else int.from_bytes(last, "big"))
+            store.notices.put(txn, number.to_bytes(8, "big"),
+                              msgpack.packb([cid, available, threshold, now, 0]))
+        elif available >= threshold and flagged:
+            store.watch.delete(txn, _FLAG + tag)
+
+
+def below(store: Store, txn: Any, cid: int) -> bool:
+    """Whether the client is flagged below its threshold."""
+    return store.watch.get(txn, _FLAG + cid.to_bytes(4, "big")) is not None
+
+
+@dataclass
+class Notice:
+    number: int
+    client: int
+    available: int
+    threshold: int
+    at: int
+    attempts: int
+
+    def to_json(self, name: str) -> dict[str, Any]:
+        from .clients import show_amount
+
+        return {"number": self.number, "client": name,
+                "available": show_amount(self.available),
+                "threshold": show_amount(self.threshold), "at": self.at,
+                "attempts": self.attempts}
+
+
+def pending(store: Store) -> list[Notice]:
+    """The notices in the outbox, oldest first."""
+    with store.read() as txn:
+        return [Notice(int.from_bytes(k, "big"), *msgpack.unpackb(v))
+                for k, v in store.notices.items(txn)]
+
+
+def deliver(store: Store, mail: MailSettings | None, counter: Any = None
+            ) -> list[tuple[Notice, str]]:
+    """Deliver the outbox: log, count (``counter``: a Counter labelled by outcome) and
+    e-mail each notice (``mail`` None: logged and counted only). Returns each notice
+    and its outcome: ``sent``, ``no-email`` (the client has no billing address, or no
+    mail server is given), ``failed`` (tried again next time) or ``dropped`` (tried
+    ATTEMPTS times)."""
+    from .clients import Registry, show_amount
+
+    notices = pending(store)
+    if not notices:
+        return []
+    registry = Registry(store)
+    with store.read() as txn:
+        clients = {n.client: registry.client_by_id(txn, n.client) for n in notices}
+    outcomes: list[tuple[Notice, str]] = []
+    server = None
+    try:
+        for n in notices:
+            c = clients[n.client]
+            log.warning("low balance: client %s has %s %s available, below its threshold %s",
+                        c.name, show_amount(n.available), c.currency,
+                        show_amount(n.threshold))
+            if mail is None or not c.billing_email:
+                outcomes.append((n, "no-email"))
+                continue
+            try:
+                if server is None:
+                    from .mail import connect
+
+                    server = connect(mail)
+                server.send_message(_message(n, c, mail))
+                outcomes.append((n, "sent"))
+            except Exception as exc:        # the SMTP server's or the network's: try again
+                log.error("low-balance notice %d to %s not sent: %s", n.number,
+                          c.billing_email, exc)
+                outcomes.append((n, "failed" if n.attempts + 1 < ATTEMPTS else "dropped"))
+    finally:
+        if server is not None:
+            try:
+                server.quit()
+            except Exception:
+                server.close()
+
+    def apply(txn: Any) -> None:
+        for n, outcome in outcomes:
+            key = n.number.to_bytes(8, "big")
+            if outcome == "failed":
+                store.notices.put(txn, key, msgpack.packb(
+                    [n.client, n.available, n.threshold, n.at, n.attempts + 1]))
+            else:
+                store.notices.delete(txn, key)
+
+    store.write(apply)
+    for _, outcome in outcomes:
+        if counter is not None:
+            counter.labels(outcome).inc()
+    return outcomes
+
+
+def _message(n: Notice, client: Client, mail: MailSettings) -> EmailMessage:
+    from .clients import show_amount
+    from .mail import sender
+
+    from_address = sender(mail)
+    msg = EmailMessage()
+    msg["From"] = from_address
+    msg["To"] = client.billing_email
+    msg["Subject"] = f"Low balance: {show_amount(n.available)} {client.currency} available"
+    msg["Date"] = formatdate(n.at, localtime=False)
+    msg["Message-ID"] = make_msgid(domain=from_address.rpartition("@")[2])
+    msg.set_content(
+        f"Dear {client.name},\n\n"
+        f"your available balance is {show_amount(n.available)} {client.currency}, below "
+        f"{show_amount(n.threshold)} {client.currency}. Please top up your account to keep "
+        f"your service running.\n")
+    return msg
