@@ -957,8 +957,9 @@ def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
     unmatched = [(store.unmatched.tag + int(date[j]).to_bytes(8, "big")
                   + keys[j][len(store.calls.tag):], b"") for j in failed]
     allowances = pricer.allowances()
-    bundled = [j for j in range(n) if reason[j] is None and cols[R_DURATION][j] > 0
-               and client[j] in allowances.by_client]
+    bundled = [] if not allowances.by_client else [
+        j for j in range(n) if reason[j] is None and cols[R_DURATION][j] > 0
+        and client[j] in allowances.by_client]
     if bundled:
         # What included minutes cover is read and taken in the writing transaction.
         priced = (np.array(amount, dtype=np.int64), np.array(standing[8], dtype=np.int64))

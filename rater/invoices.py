@@ -4,12 +4,13 @@ An invoice belongs to a client and a period: midnight to midnight in the
 client's time zone, placed by the instant its calls are billed by (the
 ``date`` of their journal entries). Its items are ledger movements:
 
-- *usage*: rated calls and their rerating corrections, one line per destination;
+- *usage*: rated calls and their rerating corrections, one line per destination
+  (what included minutes covered: a line per package, at the bundle price);
 - *late*: calls of earlier periods that arrived after those were invoiced, a
   line per destination, on the first invoice made after they arrived and only
   there;
 - *adjustment*: a line per manual charge, manual credit or promotional credit;
-- *recurring* and *one-off* charges (kinds kept for subscriptions);
+- *recurring*, *one-off* and *prorated* subscription fees (rater.subscriptions);
 - *tax*: each tax of the client's profile on the sum of the lines above.
 
 Payments, captures and refunds are not lines: they are the statement's

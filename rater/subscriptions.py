@@ -16,14 +16,18 @@ cents left over go one each to the first days. A subscription pays for the
 days of a period it is active, so the parts of any period add up to the fee
 exactly, however the period is cut by starts, ends and upgrades.
 
-**Prepaid runs** (``rater billing run --mode prepaid [--as-of DATE]``): for
-each prepaid client's subscriptions whose period holds the date, debit the
-period's fee (its active days) from the wallet through the journal, under the
-key ``fee:SUBSCRIPTION:PERIOD_START``, so a second run for the same period
-debits nothing. A client whose wallet cannot pay is not debited: its service
-is suspended (status ``stop``: its accounts stop authorizing), and the next
-run that finds the wallet able to pay debits the fee and restarts it. Ending a
-subscription inside a period it was charged for credits the days left.
+**Fees** are journal entries under the key ``fee:SUBSCRIPTION:PERIOD_START``
+(one-off fees ``fee:SUBSCRIPTION:one-off:N``), so each is posted once however
+often it is asked for: by a normal bill run for postpaid clients
+(:func:`post_fees`), by a prepaid run for prepaid ones.
+
+**Prepaid runs** (:func:`prepaid_run`, recorded by rater.billrun): for each
+prepaid client's subscriptions whose period holds the run's date, debit the
+period's fee (its active days) from the wallet. A client whose wallet cannot
+pay is not debited: its service is suspended (status ``stop``: its accounts
+stop authorizing) until a payment (:func:`restart_if_paid`) or a later run
+finds it able to pay. Ending a subscription inside a period it was charged for
+credits the days left. :func:`runs_out` estimates when a wallet is used up.
 """
 
 from __future__ import annotations

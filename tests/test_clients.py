@@ -57,9 +57,9 @@ TABLES = {"eur1": "EUR", "eur2": "EUR", "eur3": "EUR", "usd1": "USD"}
 CLIENT_KEYS = {"id", "name", "currency", "status", "timezone", "mode", "credit_limit",
                "rate_tables", "term_table", "payment_terms_days", "bill_by",
                "max_call_length", "capacity", "tags", "billing_email",
-               "low_balance_threshold", "billing_day", "invoice_template", "taxes",
-               "reverse_charge", "vat_id", "sepa_mandate", "issuer", "address", "created",
-               "updated"}
+               "low_balance_threshold", "low_balance_capacity", "auto_invoice", "billing_day",
+               "invoice_template", "taxes", "reverse_charge", "vat_id", "sepa_mandate",
+               "issuer", "address", "created", "updated"}
 CLIENT_SHOW_KEYS = CLIENT_KEYS | {"balance", "accounts"}
 BALANCE_KEYS = {"live", "fixed", "available", "low"}
 CLIENT_LIST_KEYS = {"id", "name", "status", "currency", "mode", "live", "fixed", "available",

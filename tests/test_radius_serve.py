@@ -18,8 +18,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -562,3 +564,48 @@ def test_nas_entries_are_added_listed_deleted_and_audited(tmp_path: Path) -> Non
     nas_changes = [(a["action"], a["name"]) for a in audit if a["kind"] == "nas"]
     assert nas_changes == [("add", "192.0.2.0/24"), ("delete", "192.0.2.0/24")]
     assert "s3cret" not in json.dumps(audit)
+
+
+def test_free_minutes_at_zero_balance_and_a_low_balance_notice(world: Path,
+                                                               tmp_path: Path) -> None:
+    """radclient against the real server: zed has nothing in its wallet but 10 free
+    minutes to the UK; the call that runs past them takes it below its threshold, and
+    the first worker delivers one notice (counted in /metrics)."""
+    from rater.bundles import parse_include
+    from rater.subscriptions import Subscriptions
+
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    store = Store(data)
+    try:
+        Registry(store).add_client(Client(id=0, name="zed", currency="USD",
+                                          rate_tables=[[None, "T"]],
+                                          low_balance_threshold=0))
+        Registry(store).add_account("zed", username="zed")
+        subs = Subscriptions(store)
+        subs.add_package("uk10", currency="USD", fee="0", included=[parse_include("10:44")])
+        subs.subscribe("zed", "uk10", date(2000, 1, 1))
+    finally:
+        store.close()
+    s = start(data, write(tmp_path / "serve.toml", ""))
+    try:
+        (r,) = radclient(s.auth, "auth", [call("zed", "z-1")])
+        assert r is not None and (r["code"], r["Session-Timeout"]) == ("Access-Accept", "600")
+        (other,) = radclient(s.auth, "auth", [call("zed", "z-2")])     # the 600 s are held
+        assert other is not None and other["code"] == "Access-Reject"
+        stop = call("zed", "z-1", **{"Acct-Status-Type": "Stop", "Acct-Session-Time": "630",
+                                     "Event-Timestamp": str(int(time.time()))})
+        (done,) = radclient(s.acct, "acct", [stop])
+        assert done is not None and done["code"] == "Accounting-Response"
+        for _ in range(60):                     # the notice: within a few seconds
+            with urllib.request.urlopen(s.metrics, timeout=5) as page:
+                text = page.read().decode()
+            if 'rater_low_balance_notices_total{outcome="no-email"} 1.0' in text:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no low-balance notice counted")
+    finally:
+        s.stop()
+    # 600 s free, 30 s at 0.02 a minute.
+    assert balance(data, "zed") == Decimal("-0.01")

@@ -5,11 +5,14 @@ these calls and the answers back into packets.
 
 **Authorization.** The account is found as ``cdr import`` finds it (NAS address,
 User-Name, Calling-Station-Id, tech prefix of the number), its password checked
-when it has one, its client's status and capacity checked and the number rated
-with the client's table. A prepaid client is granted the longest duration its
-available balance pays for (live balance + credit limit - what its calls in
-progress have reserved; the exact inverse of pricing), up to its max call
-length; a postpaid client, its max call length.
+when it has one, its client's status and capacity checked (a lower capacity
+while below its low-balance threshold, rater.notifications) and the number rated
+with the client's table. A prepaid client is granted the included minutes of its
+subscriptions left for the number (rater.bundles; less what its calls in
+progress hold), then the longest duration its available balance pays for (live
+balance + credit limit - what its calls in progress have reserved; the exact
+inverse of pricing), up to its max call length; a postpaid client, its max call
+length.
 
 **Calls in progress** (``g/``, by call; ``x/``, by the instant each lapses;
 ``u/``, their sum per client): an accepted prepaid call reserves the money of
