@@ -6,9 +6,9 @@ price a minute (0 by default). While a client's subscription holds such an
 allowance, its calls that match take their seconds from it first:
 
 - the covered seconds are priced at the bundle price, rounded half-up to the
-  nano once per call, and journaled as a ``bundle-call`` entry (kept even
-  when it costs nothing, so that the invoice shows a usage line of the
-  bundle: ``PACKAGE: included minutes``);
+  nano once for each allowance the call draws on, and journaled as a
+  ``bundle-call`` entry (kept even when it costs nothing, so that the invoice
+  shows a usage line of the bundle: ``PACKAGE: included minutes``);
 - the rest of the call, if any, is priced by the rate table as a call of the
   seconds left, at the call's time: the ``rated-call`` entry.
 
@@ -48,15 +48,17 @@ def parse_include(text: str) -> dict[str, Any]:
     other a destination name; PRICE is the bundle price a minute (default 0)."""
     head, _, price = text.partition("@")
     minutes, sep, matches = head.partition(":")
-    items = [m.strip() for m in matches.split(",") if m.strip()]
+    # "+49" is the prefix 49.
+    items = [m.strip().removeprefix("+") if re.fullmatch(r"\+?[0-9]+", m.strip())
+             else m.strip() for m in matches.split(",") if m.strip()]
     if not sep or not re.fullmatch(r"[0-9]{1,7}", minutes.strip()) or not items:
         raise InvalidArgument(f"--include {text!r}: MINUTES:PREFIX-OR-DESTINATION[,...]"
                               f"[@PRICE], such as 100:49,33 or 60:Germany Mobile@0.01")
     if int(minutes) == 0:
         raise InvalidArgument(f"--include {text!r}: at least 1 minute")
     return {"minutes": int(minutes),
-            "prefixes": [m for m in items if m.isdigit()],
-            "destinations": [m for m in items if not m.isdigit()],
+            "prefixes": [m for m in items if re.fullmatch("[0-9]+", m)],
+            "destinations": [m for m in items if not re.fullmatch("[0-9]+", m)],
             "rate": parse_amount(price or "0", f"--include {text!r} price")}
 
 
@@ -165,6 +167,19 @@ class Allowances:
             self.store.bundles.put(txn, _COVERED + call_key,
                                    msgpack.packb([covered, amount, took]))
         return covered, amount, used_from
+
+    def give_back(self, txn: Any, call_key: bytes) -> int:
+        """Return a billed call's seconds to the allowances it took them from (it is
+        another client's now, or no longer billed); the bundle price it paid."""
+        raw = self.store.bundles.get(txn, _COVERED + call_key)
+        if raw is None:
+            return 0
+        _, amount, took = msgpack.unpackb(raw)
+        for counter, n in took:
+            key = _USED + bytes(counter)
+            self.store.bundles.put(txn, key, _bytes(_int(self.store.bundles.get(txn, key)) - n))
+        self.store.bundles.delete(txn, _COVERED + call_key)
+        return int(amount)
 
     def covered(self, txn: Any, call_key: bytes) -> tuple[int, int]:
         """(seconds, bundle price) a billed call took from allowances (0, 0: none)."""

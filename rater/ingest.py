@@ -1260,10 +1260,17 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
     allowances = pricer.allowances()
     with store.read() as txn:
         covered = [allowances.covered(txn, k)[0] for k in keys]
-    for new, seconds in zip(fresh, covered, strict=True):
-        if seconds and new[R_REASON] is None:
+    # (A call now another client's, or a mismatch, gives its seconds back and is priced
+    # whole.)
+    released = []
+    for k, (old, new, seconds) in enumerate(zip(olds, fresh, covered, strict=True)):
+        if not seconds:
+            continue
+        if new[R_REASON] is None and new[R_CLIENT] == old[R_CLIENT]:
             new[R_AMOUNT], new[R_BILLED] = pricer.rest_price(
                 new[R_TABLE], new[R_E164], new[R_DATE], new[R_DURATION] - seconds)
+        else:
+            released.append(k)
     now = int(time.time())
 
     def apply(txn: Any) -> RerateSummary:
@@ -1272,7 +1279,8 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
         moves: list[tuple[bytes, bytes | None, bytes | None]] = []
         redated: dict[str, tuple[list[int], list[str]]] = {}
         counts = RerateSummary()
-        for key, expected, new in zip(keys, olds, fresh, strict=True):
+        give_back = set(released)
+        for k, (key, expected, new) in enumerate(zip(keys, olds, fresh, strict=True)):
             raw = store.calls.get(txn, key)
             old = _unpack(raw)
             if old != expected:
@@ -1291,6 +1299,13 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
             rev = old[R_REV] + 1
             new[R_REV] = rev
             source, rid = key.decode("utf-8", "surrogateescape").split("\0", 1)
+            if k in give_back:
+                price = allowances.give_back(txn, key)
+                if price:
+                    entries.append(Entry(0, "rerate", old[R_CLIENT], price, now, old[R_DATE],
+                                         _rerate_key(source, rid, rev, "b"), None,
+                                         "included minutes given back",
+                                         _call_facts(source, rid, old)))
             if old[R_AMOUNT]:
                 entries.append(Entry(0, "rerate", old[R_CLIENT], old[R_AMOUNT], now,
                                      old[R_DATE], _rerate_key(source, rid, rev, "-"), None,

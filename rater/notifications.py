@@ -14,8 +14,10 @@ Delivering (:func:`deliver`; ``rater serve`` does it every few seconds, ``rater
 billing scheduler`` at each look, ``rater notifications send`` from cron): each
 notice is logged (``rater.notifications``, WARNING), counted in the metrics of
 ``rater serve`` (``rater_low_balance_notices_total`` by outcome) and e-mailed to
-the client's billing address through the ``[mail]`` SMTP server. A notice that
-could not be sent stays for the next delivery, up to ``ATTEMPTS`` tries.
+the client's billing address through the ``[mail]`` SMTP server. A delivery
+first takes the notices it sends (a lease of ``LEASE`` seconds), so deliveries
+running at once send each once; a notice that could not be sent stays for the
+next delivery, up to ``ATTEMPTS`` tries.
 
 While flagged, a client with ``low_balance_capacity`` has at most that many calls
 in progress (capacity reduction below the threshold).
@@ -23,8 +25,10 @@ in progress (capacity reduction below the threshold).
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
@@ -40,24 +44,32 @@ if TYPE_CHECKING:
 log = logging.getLogger("rater.notifications")
 
 _WATCH, _FLAG = b"t", b"f"
+_WATCHED, _SEQUENCE = b"watched", b"notice-sequence"
+#: Seconds a delivery holds the notices it is sending (another delivery leaves them).
+LEASE = 120
 #: Deliveries a notice is tried at most (then dropped, logged as an error).
 ATTEMPTS = 5
 
 
 def watch(store: Store, txn: Any, client: Client) -> None:
     """Keep the client's watch record in step with it (the registry calls this on every
-    save)."""
+    save), and its flag with its balance (a threshold set while below it notifies now)."""
     key = _WATCH + client.id.to_bytes(4, "big")
     if client.low_balance_threshold is None or client.status == "deleted":
         store.watch.delete(txn, key)
         store.watch.delete(txn, _FLAG + client.id.to_bytes(4, "big"))
-    else:
-        store.watch.put(txn, key, msgpack.packb([client.low_balance_threshold,
-                                                   client.credit_limit]))
+        return
+    store.watch.put(txn, key, msgpack.packb([client.low_balance_threshold,
+                                             client.credit_limit]))
+    raw = store.balances.get(txn, client.id.to_bytes(4, "big"))
+    live = 0 if raw is None else msgpack.unpackb(raw)[0]
+    check(store, txn, [(client.id, live)], int(time.time()))
 
 
 def check(store: Store, txn: Any, moved: list[tuple[int, int]], now: int) -> None:
     """After balances moved: ``moved`` is (client id, live balance now) of each."""
+    if store.meta.get(txn, _WATCHED) is None:
+        _watch_all(store, txn)
     for cid, live in moved:
         tag = cid.to_bytes(4, "big")
         raw = store.watch.get(txn, _WATCH + tag)
@@ -68,12 +80,27 @@ def check(store: Store, txn: Any, moved: list[tuple[int, int]], now: int) -> Non
         flagged = store.watch.get(txn, _FLAG + tag) is not None
         if available < threshold and not flagged:
             store.watch.put(txn, _FLAG + tag, b"")
-            last = store.notices.last(txn)
-            number = 1 + (0 if last is None else int.from_bytes(last, "big"))
+            # Numbered by a counter of their own: a number is never taken twice.
+            raw = store.meta.get(txn, _SEQUENCE)
+            number = 1 + (0 if raw is None else int(raw))
+            store.meta.put(txn, _SEQUENCE, str(number).encode())
             store.notices.put(txn, number.to_bytes(8, "big"),
-                              msgpack.packb([cid, available, threshold, now, 0]))
+                              msgpack.packb([cid, available, threshold, now, 0, 0]))
         elif available >= threshold and flagged:
             store.watch.delete(txn, _FLAG + tag)
+
+
+def _watch_all(store: Store, txn: Any) -> None:
+    """The watch records of a store's clients, once (a store from before they were
+    kept)."""
+    from .clients import Client
+
+    store.meta.put(txn, _WATCHED, b"1")
+    for _, raw in store.clients.items(txn):
+        c = Client.from_json(json.loads(raw))
+        if c.low_balance_threshold is not None and c.status != "deleted":
+            store.watch.put(txn, _WATCH + c.id.to_bytes(4, "big"),
+                            msgpack.packb([c.low_balance_threshold, c.credit_limit]))
 
 
 def below(store: Store, txn: Any, cid: int) -> bool:
@@ -89,6 +116,8 @@ class Notice:
     threshold: int
     at: int
     attempts: int
+    #: Until when a delivery holds it (0: none does).
+    lease: int = 0
 
     def to_json(self, name: str) -> dict[str, Any]:
         from .clients import show_amount
@@ -115,7 +144,19 @@ def deliver(store: Store, mail: MailSettings | None, counter: Any = None
     ATTEMPTS times)."""
     from .clients import Registry, show_amount
 
-    notices = pending(store)
+    now = int(time.time())
+
+    def claim(txn: Any) -> list[Notice]:
+        mine = []
+        for k, v in store.notices.items(txn):
+            n = Notice(int.from_bytes(k, "big"), *msgpack.unpackb(v))
+            if n.lease <= now:
+                n.lease = now + LEASE
+                store.notices.put(txn, k, _pack(n))
+                mine.append(n)
+        return mine
+
+    notices = store.write(claim)
     if not notices:
         return []
     registry = Registry(store)
@@ -150,20 +191,29 @@ def deliver(store: Store, mail: MailSettings | None, counter: Any = None
             except Exception:
                 server.close()
 
-    def apply(txn: Any) -> None:
+    def settle(txn: Any) -> None:
         for n, outcome in outcomes:
             key = n.number.to_bytes(8, "big")
+            raw = store.notices.get(txn, key)
+            if raw is None or Notice(n.number, *msgpack.unpackb(raw)).lease != n.lease:
+                continue                    # no longer this delivery's
             if outcome == "failed":
-                store.notices.put(txn, key, msgpack.packb(
-                    [n.client, n.available, n.threshold, n.at, n.attempts + 1]))
+                store.notices.put(txn, key, _pack(replace(n, attempts=n.attempts + 1,
+                                                          lease=0)))
             else:
                 store.notices.delete(txn, key)
 
-    store.write(apply)
+    store.write(settle)
     for _, outcome in outcomes:
         if counter is not None:
             counter.labels(outcome).inc()
     return outcomes
+
+
+def _pack(n: Notice) -> bytes:
+    packed: bytes = msgpack.packb([n.client, n.available, n.threshold, n.at, n.attempts,
+                                   n.lease])
+    return packed
 
 
 def _message(n: Notice, client: Client, mail: MailSettings) -> EmailMessage:

@@ -378,7 +378,7 @@ def prepaid_run(store: Store, as_of: date, *, suspend: bool = True, estimate: bo
             client = _charge_client(store, subs, cid, held, as_of, suspend, now, result,
                                     totals)
             if estimate and client.prepaid and client.status != "deleted":
-                day = runs_out(store, client.name, as_of, spent)
+                day = runs_out(store, client.name, as_of, spent, held)
                 result.estimates[client.name] = None if day is None else day.isoformat()
         except RaterError as exc:
             with store.read() as txn:
@@ -426,7 +426,8 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
                 change = "suspended"
             return client, [], change, cost
         append_keyed(store, txn, due)
-        if client.status == "stop" and store.subscriptions.get(txn, _suspended(cid)):
+        if (suspend and can_pay and client.status == "stop"
+                and store.subscriptions.get(txn, _suspended(cid))):
             subs.registry.set_status(txn, client, "active", "restart (prepaid run)")
             store.subscriptions.delete(txn, _suspended(cid))
             change = "restarted"
@@ -458,20 +459,23 @@ HORIZON_DAYS = 366
 
 
 def runs_out(store: Store, client_name: str, as_of: date,
-             spent: dict[int, int] | None = None) -> date | None:
+             spent: dict[int, int] | None = None,
+             held: list[Subscription] | None = None) -> date | None:
     """The first day after ``as_of`` a prepaid client's available balance is estimated
     to go below zero: each day costs the average of its calls over the 30 days to
     ``as_of`` (UTC days), and each fee period of its subscriptions costs its fee the day
     it begins. None when not within a year (or it spends nothing). ``spent``: every
-    client's calls of those days (rater.ingest.usage), when the caller has them. Exact:
-    the average is kept as a fraction."""
+    client's calls of those days (rater.ingest.usage), and ``held`` the client's
+    subscriptions, when the caller has them. Exact: the average is kept as a
+    fraction."""
     registry = Registry(store)
     subs = Subscriptions(store)
     with store.read() as txn:
         client = registry.get_client(txn, client_name)
         live, _ = read_balance(store, txn, client.id)
-        mine = [s for s in (Subscription.unpack(v) for _, v
-                            in store.subscriptions.items(txn, b"s")) if s.client == client.id]
+        mine = held if held is not None else [
+            s for s in (Subscription.unpack(v) for _, v in store.subscriptions.items(txn, b"s"))
+            if s.client == client.id]
         packages = {s.package: subs._package(txn, s.package) for s in mine}
     left = available(client, live)
     if left is None:

@@ -190,3 +190,19 @@ _counter = iter(range(1, 10**6))
 
 def _next() -> int:
     return next(_counter)
+
+
+def test_a_call_rerated_to_another_client_gives_its_minutes_back(zoe: Store,
+                                                                 tmp_path: Path) -> None:
+    import_cdrs(zoe, cdr_file(tmp_path / "cdrs.csv", [("1", UK, 900)]))
+    assert used(zoe, 1, 0, date(2026, 11, 1)) == 600
+    reg = Registry(zoe)
+    reg.add_client(Client(id=0, name="max", currency="USD", rate_tables=[[None, "T"]]))
+    [account] = reg.accounts("zoe")
+    reg.delete_account(account.id)
+    reg.add_account("max", username="zoe")          # the line was max's all along
+    rerate(zoe, T0 - 86400, T0 + 86400)
+    assert used(zoe, 1, 0, date(2026, 11, 1)) == 0
+    assert sum(e.amount for e in Journal(zoe).entries("zoe")) == 0
+    assert sum(e.amount for e in Journal(zoe).entries("max")) == -cost(zoe, UK, 900)
+    assert Journal(zoe).check() == []

@@ -182,13 +182,14 @@ def test_a_month_of_a_prepaid_client(store: Store, tmp_path: Path,
         ("recurring-fee", -60), ("rated-call", Decimal("-0.05"))]
     assert journal.check() == []
 
-    # Warned twice: at 9.90 (21 November), and again at 4.90 after the payment had
-    # taken it above 10.00; not for the calls in between.
+    # Warned when made (its empty wallet is below 10.00), at 9.90 (21 November) after
+    # the first payment had taken it above, and at 4.90 after the second had; not for
+    # the calls in between.
     done = notifications.deliver(store, load(config).mail)
-    assert [(n.available // 10**7, outcome) for n, outcome in done] == [(990, "sent"),
-                                                                         (490, "sent")]
-    assert [to for to, _ in inbox.messages] == [["acme@acme.example"]] * 2
-    assert b"Low balance: 9.90 EUR available" in inbox.messages[0][1]
+    assert [(n.available // 10**7, outcome) for n, outcome in done] == [
+        (0, "sent"), (990, "sent"), (490, "sent")]
+    assert [to for to, _ in inbox.messages] == [["acme@acme.example"]] * 3
+    assert b"Low balance: 9.90 EUR available" in inbox.messages[1][1]
     assert notifications.pending(store) == []
 
     # November's invoice: the calls by destination, the bundles' own lines at their
@@ -395,9 +396,10 @@ def test_below_the_threshold_a_client_has_fewer_calls(store: Store, tmp_path: Pa
         journal.post("acme", "manual-charge", "2")                   # 4.00: below 5.00
         control.refresh(force=True)
         assert ask("c") == "capacity"                                 # 1 while below
-        assert [n.available for n in notifications.pending(store)] == [4 * 10**9]
+        # Notified when made (0.00), and at 4.00 after the payment had re-armed it.
+        assert [n.available for n in notifications.pending(store)] == [0, 4 * 10**9]
         journal.post("acme", "manual-payment", "10")                 # above again
         assert ask("c") == "accepted"
     finally:
         control.close()
-    assert len(notifications.pending(store)) == 1                  # once per crossing
+    assert len(notifications.pending(store)) == 2                  # once per crossing

@@ -287,6 +287,15 @@ class Worker:
                 self.counters.metrics.read_store(self.store)
             except Exception:
                 log.exception("worker %d: metrics of the store not read", self.number)
+        generation = nas_generation(self.store)
+        if generation != self._nas_generation:
+            self._nas_generation = generation
+            try:
+                self.nas = NasTable.of(self.store, self.settings)
+            except ConfigError as exc:
+                log.error("worker %d: NAS entries not reloaded: %s", self.number, exc)
+        with self.lock:
+            self.control.refresh()
         if (self.number == 1 and time.monotonic() >= self._notices_at
                 and not (self._notifier and self._notifier.is_alive())):
             # In a thread of its own: a slow SMTP server holds up no answer.
@@ -301,15 +310,6 @@ class Worker:
                     else self.counters.metrics.low_balance)
         except Exception:
             log.exception("worker %d: low-balance notices not delivered", self.number)
-        generation = nas_generation(self.store)
-        if generation != self._nas_generation:
-            self._nas_generation = generation
-            try:
-                self.nas = NasTable.of(self.store, self.settings)
-            except ConfigError as exc:
-                log.error("worker %d: NAS entries not reloaded: %s", self.number, exc)
-        with self.lock:
-            self.control.refresh()
 
     def _reread(self) -> None:
         try:
