@@ -33,7 +33,7 @@ import bisect
 import csv
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -138,6 +138,21 @@ class RatingProfile:
     activation: int
     plan: str
     fallback_subjects: tuple[str, ...]
+
+
+def in_turn(first: RatingProfile, lookup: Callable[[str], RatingProfile | None]
+            ) -> Iterator[RatingProfile]:
+    """A profile, then its fallback subjects' profiles (``lookup``: a subject's in force)
+    in turn, breadth first, each subject once: fallbacks that lead back end."""
+    seen: set[str] = set()
+    queue = [first]
+    while queue:
+        profile = queue.pop(0)
+        if profile.subject in seen:
+            continue
+        seen.add(profile.subject)
+        yield profile
+        queue += [p for name in profile.fallback_subjects if (p := lookup(name)) is not None]
 
 
 @dataclass
@@ -488,18 +503,10 @@ class PlanPricer:
         if own is None:
             raise RatingPlanNotFound(f"no rating profile for {tenant}:{category}:{subject} "
                                      f"at {at}")
-        seen: set[str] = set()
-        queue = [own]
-        while queue:
-            profile = queue.pop(0)
-            if profile.subject in seen:
-                continue                     # fallbacks that lead back: tried once
-            seen.add(profile.subject)
+        for profile in in_turn(own, lambda name: self.profile(tenant, category, name, at)):
             costed = self._price_plan(profile, digits, at, seconds)
             if costed is not None:
                 return costed
-            queue += [p for name in profile.fallback_subjects
-                      if (p := self.profile(tenant, category, name, at)) is not None]
         raise UnauthorizedDestination(f"no rating plan of {subject} (or its fallbacks) "
                                       f"prices {number}")
 

@@ -54,6 +54,7 @@ from .errors import (
 from .money import format_nanos, to_nano
 from .numbers import normalise_number
 from .store import Store
+from .tariff import CURRENCY
 from .timeutil import zone
 
 STATUSES = ("active", "stop", "deleted")
@@ -246,7 +247,7 @@ class Client:
         if not _NAME.fullmatch(self.name):
             raise InvalidArgument(f"client name {self.name!r}: 1 to 80 characters, no comma "
                                   f"or control character, not starting with a space")
-        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+        if not CURRENCY.fullmatch(self.currency):
             raise InvalidArgument(f"currency {self.currency!r} is not an ISO 4217 code "
                                   f"such as USD")
         if self.status not in STATUSES:

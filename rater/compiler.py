@@ -18,7 +18,7 @@ import numpy as np
 from . import deckformat as fmt
 from ._engine import Engine, build_trie
 from .money import METHODS, from_nano
-from .tariff import Item, RateRow, RateTable, cap_fits
+from .tariff import MAX_PROFILES, Item, RateRow, RateTable, cap_fits
 from .timeutil import days_from_civil, transitions
 
 NEVER = -(2**63)
@@ -72,6 +72,10 @@ def compile_deck(table: RateTable, rows: Iterable[RateRow]) -> Compiled:
 
 def compile_rows(table: RateTable, items: Iterable[Item]) -> Compiled:
     """The compiled deck of rows in their stored form (closures included, any order)."""
+    if len(table.profiles) > MAX_PROFILES:
+        # A row names its profile by a 16-bit index.
+        raise CompileError(f"{len(table.profiles)} time profiles: a rate table holds at most "
+                           f"{MAX_PROFILES}")
     by_prefix = effective_windows(items)
     prefixes = sorted(by_prefix)
     node_bytes, end_bytes = build_trie([p.encode() for p in prefixes])

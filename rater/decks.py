@@ -413,26 +413,18 @@ class Decks:
             return self.store.write(apply)
 
     def hold_exactly(self, txn: Any, table: RateTable, rows: Iterable[RateRow], action: str,
-                     source: dict[str, Any]) -> Version | None:
+                     source: dict[str, Any]) -> tuple[int, bool]:
         """Make ``table`` (created if new) hold ``rows`` and nothing else, in the caller's
-        write transaction: one version, or None when nothing changed."""
+        write transaction: its version number, and whether that is a new one (nothing
+        changed: none is made)."""
         rec = self._record(txn, table.name)
         if rec is not None and rec["settings"]["currency"] != table.currency:
             raise Conflict(f"table {table.name} is in {rec['settings']['currency']}, "
                            f"not {table.currency}")
         existing = self._load(txn, table.name)
         items = [(r.prefix, r.profile or "", r.effective_from, r.to_stored()) for r in rows]
-        changes: list[Change] = []
-        puts: list[tuple[bytes, bytes]] = []
-        fresh: set[bytes] = set()
-        for prefix, profile, eff, st in items:
-            key = row_key(table.name, prefix, profile, eff)
-            fresh.add(key)
-            value = encode_stored(st)
-            old = existing.get(key)
-            if old != value:
-                puts.append((key, value))
-                changes.append(Change(prefix, profile, eff, old, value))
+        fresh = {row_key(table.name, *item[:3]): item for item in items}
+        puts, changes, _ = _changed(existing, fresh)
         for key, value in existing.items():
             if key not in fresh:
                 _, prefix, profile, eff = split_row_key(key)
@@ -440,8 +432,9 @@ class Decks:
                 changes.append(Change(prefix, profile, eff, value, None))
         self._rows.putmulti(txn, puts)
         if not changes and rec is not None and rec["settings"] == table.to_json():
-            return None
-        return self._commit_version(txn, rec, table, action, changes, source, items)[0]
+            return int(rec["version"]), False
+        version = self._commit_version(txn, rec, table, action, changes, source, items)[0]
+        return version.version, True
 
     def _merge(self, txn: Any, name: str, parsed: ParsedDeck, replace: bool,
                close_at: int) -> tuple[list[Change], int, list[Item]]:
@@ -467,16 +460,8 @@ class Decks:
             if start is not None and (NEVER if eff is None else eff) >= start:
                 deleted.add(key)
                 changes.append(Change(prefix, profile, eff, value, None))
-        unchanged = 0
-        puts: list[tuple[bytes, bytes]] = []
-        for key, (prefix, profile, eff, st) in fresh.items():
-            value = encode_stored(st)
-            old = existing.get(key)
-            if old == value:
-                unchanged += 1
-                continue
-            puts.append((key, value))
-            changes.append(Change(prefix, profile, eff, old, value))
+        puts, written, unchanged = _changed(existing, fresh)
+        changes += written
         if replace:
             deleted |= self._close_unlisted(name, parsed, close_at, existing, fresh, changes,
                                             puts)
@@ -599,3 +584,17 @@ def _new_table(name: str, currency: str, timezone: str, rounding: Rounding | Non
                                       rounding=rounding or Rounding(),
                                       profile_boundary=profile_boundary))
 
+
+def _changed(existing: dict[bytes, bytes], fresh: dict[bytes, Item]
+             ) -> tuple[list[tuple[bytes, bytes]], list[Change], int]:
+    """The rows of ``fresh`` (by key) that ``existing`` does not hold as they are: what to
+    write, the changes that makes, and how many were unchanged."""
+    puts: list[tuple[bytes, bytes]] = []
+    changes: list[Change] = []
+    for key, (prefix, profile, eff, st) in fresh.items():
+        value = encode_stored(st)
+        old = existing.get(key)
+        if old != value:
+            puts.append((key, value))
+            changes.append(Change(prefix, profile, eff, old, value))
+    return puts, changes, len(fresh) - len(puts)

@@ -22,7 +22,6 @@ newest committed deck.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -32,7 +31,6 @@ from ._engine import Engine, address_of
 from .errors import (
     DeckFormatError,
     InvalidArgument,
-    InvalidInstant,
     InvalidNumber,
     NoRate,
     RaterError,
@@ -42,7 +40,7 @@ from .money import from_nano, to_nano
 from .numbers import normalise_number
 from .store import Store
 from .tariff import MAX_SECONDS, RateTable
-from .timeutil import END_INSTANT, format_instant, parse_instant, zone
+from .timeutil import format_instant, instant, zone
 
 if TYPE_CHECKING:
     import numpy as np
@@ -257,20 +255,7 @@ class Deck:
 
     def instant(self, at: int | str | datetime | None) -> int:
         """An instant from an int, an ISO string (in the table's zone if naive) or a datetime."""
-        if at is None:
-            return int(time.time())
-        if isinstance(at, datetime):
-            if at.tzinfo is None:
-                at = at.replace(tzinfo=self.tz)
-            t = int(at.timestamp())
-            if not 0 <= t < END_INSTANT:
-                raise InvalidInstant(f"{at.isoformat()} is outside 1970..2099")
-            return t
-        if isinstance(at, int):
-            if not 0 <= at < END_INSTANT:
-                raise InvalidInstant(f"{at} is outside 1970..2099")
-            return at
-        return parse_instant(at, self.tz)
+        return instant(at, self.tz)
 
     def rate(self, number: str, at: int | str | datetime | None = None, duration_s: int = 60,
              tech_prefix: str = "") -> RatedCall:

@@ -18,14 +18,20 @@ has no rate for the number (each subject tried once).
 from __future__ import annotations
 
 import json
-import re
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cgrates import ANY, DEFAULT_CATEGORY, DEFAULT_TENANT, rate_tables, read_plan
+from .cgrates import (
+    ANY,
+    DEFAULT_CATEGORY,
+    DEFAULT_TENANT,
+    RatingProfile,
+    in_turn,
+    rate_tables,
+    read_plan,
+)
 from .decks import Decks
 from .engine import Deck, Explained
 from .errors import (
@@ -37,7 +43,8 @@ from .errors import (
     UnauthorizedDestination,
 )
 from .store import Store
-from .timeutil import parse_instant, zone
+from .tariff import CURRENCY
+from .timeutil import instant, zone
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -47,7 +54,6 @@ PROFILE = b"profile\0"      # + tenant \0 category \0 subject \0 activation (8 b
 PLAN = b"plan\0"            # + table name: what the table keeps of its plan
 IMPORT = b"import"          # the last import: its zone
 #: The longest call a ``*disconnect`` MaxCost is checked over, for authorization.
-MAX_AUTHORIZED_S = 86400
 
 
 @dataclass
@@ -83,7 +89,7 @@ def import_plan(store: Store, folder: str | Path, timezone: str = "UTC",
                 currency: str = "XXX") -> CgratesImport:
     """Import the tariff plan in ``folder`` (atomic). ``currency``: the plan's amounts'
     (a CGRateS plan names none; XXX is ISO 4217's "no currency")."""
-    if not re.fullmatch(r"[A-Z]{3}", currency.upper()):
+    if not CURRENCY.fullmatch(currency.upper()):
         raise InvalidArgument(f"--currency {currency!r} is not an ISO 4217 code such as EUR")
     plan = read_plan(Path(folder), timezone)
     tables = rate_tables(plan, currency.upper(), str(folder))
@@ -99,13 +105,12 @@ def import_plan(store: Store, folder: str | Path, timezone: str = "UTC",
                 raise Conflict(f"rate table {pt.table.name} exists and was not imported from "
                                f"CGRateS: nothing was imported",
                                hint="give the RatingPlan another id")
-            version = decks.hold_exactly(txn, pt.table, pt.rows, "import-cgrates", source)
-            number = version.version if version is not None else \
-                json.loads(store.tables.get(txn, name))["version"]
-            store.rating.put(txn, PLAN + pt.table.name.encode(), json.dumps({
+            number, changed = decks.hold_exactly(txn, pt.table, pt.rows, "import-cgrates",
+                                                 source)
+            store.rating.put(txn, PLAN + name, json.dumps({
                 "disconnect": {profile: {dest: str(cost) for dest, cost in caps.items()}
                                for profile, caps in pt.disconnect.items()}}).encode())
-            done.append(ImportedPlan(pt.table.name, number, version is not None,
+            done.append(ImportedPlan(pt.table.name, number, changed,
                                      len(pt.rows), len(pt.table.profiles)))
         for key, _ in list(store.rating.items(txn, PROFILE)):
             store.rating.delete(txn, key)
@@ -144,62 +149,48 @@ class RatingProfiles:
         """Price a call of ``seconds`` from ``at`` (None: now) to ``number`` for
         ``subject``."""
         with self.store.read() as txn:
-            if at is None:
-                at = int(time.time())
-            elif isinstance(at, str):
-                raw = self.store.rating.get(txn, IMPORT)    # the zone of the last import
-                at = parse_instant(at, zone("UTC" if raw is None
-                                            else json.loads(raw)["timezone"]))
-            own = self._profile(txn, tenant, category, subject, at)
+            raw = self.store.rating.get(txn, IMPORT)    # the zone of the last import
+            at = instant(at, zone("UTC" if raw is None else json.loads(raw)["timezone"]))
+
+            def lookup(name: str) -> RatingProfile | None:
+                return self._profile(txn, tenant, category, name, at)
+
+            own = lookup(subject) or lookup(ANY)
             if own is None:
-                own = self._profile(txn, tenant, category, ANY, at)
-                if own is None:
-                    raise RatingPlanNotFound(f"no rating profile for {tenant}:{category}:"
-                                             f"{subject} (nor {ANY}) at that time",
-                                             hint="`rater deck import-cgrates` imports them")
-            chain = self._in_turn(txn, own, tenant, category, at)
-            caps = {p["plan"]: json.loads(self.store.rating.get(txn, PLAN + p["plan"].encode())
-                                          or b'{"disconnect": {}}')["disconnect"]
+                raise RatingPlanNotFound(f"no rating profile for {tenant}:{category}:"
+                                         f"{subject} (nor {ANY}) at that time",
+                                         hint="`rater deck import-cgrates` imports them")
+            chain = list(in_turn(own, lookup))
+            caps = {p.plan: json.loads(self.store.rating.get(txn, PLAN + p.plan.encode())
+                                       or b'{"disconnect": {}}')["disconnect"]
                     for p in chain}
         for profile in chain:
-            with Deck(self.store, profile["plan"]) as deck:
+            with Deck(self.store, profile.plan) as deck:
                 try:
                     explained = deck.explain(number, at, seconds)
                 except NoRate:
                     continue
-                cap = caps[profile["plan"]].get(explained.profile, {}).get(
+                cap = caps[profile.plan].get(explained.profile, {}).get(
                     explained.call.destination)
-                limit = None if cap is None else deck.max_duration(number, at, Decimal(cap),
-                                                                   MAX_AUTHORIZED_S)
-                return Rated(explained, profile["subject"], limit, deck.tz)
-        others = sorted({p["subject"] for p in chain} - {subject})
+                limit = None if cap is None else deck.max_duration(number, at, Decimal(cap))
+                return Rated(explained, profile.subject, limit, deck.tz)
+        others = sorted({p.subject for p in chain} - {subject})
         raise UnauthorizedDestination(f"no rating plan of {subject}"
                                       + (f" (nor of {', '.join(others)})" if others else "")
                                       + f" prices {number}")
 
     def _profile(self, txn: Any, tenant: str, category: str, subject: str, at: int
-                 ) -> dict[str, Any] | None:
-        """The subject's profile in force at ``at`` (the last activation at or before),
-        with its ``subject``."""
+                 ) -> RatingProfile | None:
+        """The subject's profile in force at ``at`` (the last activation at or before)."""
         found = None
         for key, value in self.store.rating.items(txn, _profile_key(tenant, category,
                                                                     subject)):
-            if int.from_bytes(key[-8:], "big") - 2**63 > at:
+            activation = int.from_bytes(key[-8:], "big") - 2**63
+            if activation > at:
                 break
-            found = {**json.loads(value), "subject": subject}
-        return found
-
-    def _in_turn(self, txn: Any, first: dict[str, Any], tenant: str, category: str, at: int
-                 ) -> list[dict[str, Any]]:
-        """The profile, then its fallback subjects' in turn (breadth first), each subject
-        once, so that fallbacks that lead back end."""
-        out: list[dict[str, Any]] = []
-        queue = [first]
-        while queue:
-            profile = queue.pop(0)
-            if any(p["subject"] == profile["subject"] for p in out):
-                continue
-            out.append(profile)
-            queue += [p for name in profile["fallback"]
-                      if (p := self._profile(txn, tenant, category, name, at)) is not None]
-        return out
+            found = activation, value
+        if found is None:
+            return None
+        stored = json.loads(found[1])
+        return RatingProfile(tenant, category, subject, found[0], stored["plan"],
+                             tuple(stored["fallback"]))

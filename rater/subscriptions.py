@@ -45,6 +45,7 @@ from .invoices import add_month, midnight
 from .journal import Entry, append_keyed, available, read_balance, unposted
 from .money import UNITS, minor_unit
 from .store import Store
+from .tariff import CURRENCY
 from .timeutil import zone
 
 PERIODS = ("monthly", "weekly", "daily")
@@ -75,7 +76,7 @@ class Package:
                     and (inc.get("prefixes") or inc.get("destinations"))):
                 raise InvalidArgument(f"included minutes {inc!r}: a number of minutes and "
                                       f"the prefixes or destinations they cover")
-        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+        if not CURRENCY.fullmatch(self.currency):
             raise InvalidArgument(f"currency {self.currency!r} is not an ISO 4217 code")
         if self.period not in PERIODS:
             raise InvalidArgument(f"period {self.period!r}: one of {', '.join(PERIODS)}")

@@ -35,6 +35,8 @@ MAX_PROFILES = 32767
 
 #: What a rate table's name may hold.
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: An ISO 4217 currency code, as rater writes them (upper case).
+CURRENCY = re.compile(r"[A-Z]{3}")
 #: The years rater rates calls in (timeutil's instants: 1970..2099).
 FIRST_YEAR, LAST_YEAR = 1970, 2099
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -433,7 +435,7 @@ class RateTable:
     def __post_init__(self) -> None:
         if not TABLE_NAME.fullmatch(self.name):
             raise ValueError(f"table name {self.name!r}: use up to 64 letters, digits, _ . : -")
-        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+        if not CURRENCY.fullmatch(self.currency):
             raise ValueError(f"currency {self.currency!r} is not an ISO 4217 code such as USD")
         if self.profile_boundary not in PROFILE_BOUNDARY_MODES:
             raise ValueError(f"profile boundary must be start, split or cut, "

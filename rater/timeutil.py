@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,6 +43,25 @@ def zone(name: str) -> ZoneInfo:
 def days_from_civil(y: int, m: int, d: int) -> int:
     """Days since 1970-01-01 of a proleptic Gregorian date."""
     return date(y, m, d).toordinal() - 719163
+
+
+def instant(at: int | str | datetime | None, tz: ZoneInfo) -> int:
+    """An instant from an int, an ISO string or a datetime (in ``tz`` when naive); None:
+    now."""
+    if at is None:
+        return int(time.time())
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=tz)
+        t = int(at.timestamp())
+        if not 0 <= t < END_INSTANT:
+            raise InvalidInstant(f"{at.isoformat()} is outside 1970..2099")
+        return t
+    if isinstance(at, int):
+        if not 0 <= at < END_INSTANT:
+            raise InvalidInstant(f"{at} is outside 1970..2099")
+        return at
+    return parse_instant(at, tz)
 
 
 def parse_instant(text: str, tz: ZoneInfo) -> int:

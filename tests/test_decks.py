@@ -737,3 +737,19 @@ def test_rows_at_leaves_out_closures(tmp_path: Path, decks: Decks) -> None:
     assert any(r.closed for r in decks.rows(NAME, prefix="447"))
     with pytest.raises(UnknownTable):
         decks.rows("nosuch")
+
+
+def test_a_table_holds_at_most_the_profiles_a_row_can_name(
+        tmp_path: Path, store: Store, decks: Decks, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A compiled row names its profile by a 16-bit index: the compiler refuses more (here
+    # the limit is lowered to 1), whichever command adds them, and nothing changes.
+    from rater import compiler
+
+    decks.import_file(write(tmp_path / "d.csv", "prefix,destination,rate\n44,UK,0.02\n"),
+                      "T", currency="EUR")
+    decks.configure("T", profile=TimeProfile("a", days=frozenset({0})))
+    monkeypatch.setattr(compiler, "MAX_PROFILES", 1)
+    with pytest.raises(InvalidArgument, match="at most 1"):
+        decks.configure("T", profile=TimeProfile("b", days=frozenset({1})))
+    with Deck(store, "T") as deck:
+        assert list(deck.table.profiles) == ["a"]
