@@ -246,91 +246,88 @@ class BillRuns:
             raise InvoiceError(f"bill run {run.id} is {run.state}; a run goes once",
                                hint="start a new run")
         now = int(time.time()) if now is None else now
-        if run.mode == "prepaid":
-            return self._prepaid(run, now, suspend=suspend, estimate=estimate)
         started = time.time()
         try:
-            if pdf:
-                from .documents import check_renderer
-
-                check_renderer()       # before anything is issued, not after
-            self._state(run, "rating")
-            failed = self._post_fees(run, now)
-            self.ledger.tail(progress)
-            self._state(run, "invoicing")
-            made, invoices = self._invoice(run, now, failed)
-            self._state(run, "posting")
-            if run.mode == "production":
-                self.invoicing.post_pending()
-            self._state(run, "formatting")
-            self._format(run, invoices, pdf=pdf, processes=processes)
-            if mail is not None:
-                self._email(run, invoices, mail)
+            if run.mode == "prepaid":
+                results = self._prepaid(run, now, suspend=suspend, estimate=estimate)
+            else:
+                results = self._invoices(run, now, pdf=pdf, processes=processes,
+                                         progress=progress, mail=mail)
         except BaseException as exc:    # an interrupted run is failed too, not left going
-            self._fail(run, exc)
+            why = exc.message if isinstance(exc, RaterError) else (
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            self._state(run, "failed", error=why, finished=int(time.time()))
             raise
         finally:
             self._save_exceptions(run)
+        results.update(exceptions=len(run.exceptions), seconds=round(time.time() - started, 3))
+        self._state(run, "completed-with-errors" if run.exceptions else "completed",
+                    results=results, finished=int(time.time()))
+        return run
+
+    def _invoices(self, run: BillRun, now: int, *, pdf: bool, processes: int | None,
+                  progress: Progress | None, mail: MailSettings | None) -> dict[str, Any]:
+        """A normal run's steps; its results."""
+        if pdf:
+            from .documents import check_renderer
+
+            check_renderer()       # before anything is issued, not after
+        self._state(run, "rating")
+        clients = run.selection.pick(self.registry)
+        failed = self._post_fees(run, clients, now)
+        self.ledger.tail(progress)
+        self._state(run, "invoicing")
+        empty, invoices = self._invoice(run, [c for c in clients if c.id not in failed], now)
+        self._state(run, "posting")
+        if run.mode == "production":
+            self.invoicing.post_pending()
+        self._state(run, "formatting")
+        self._format(run, invoices, pdf=pdf, processes=processes)
+        if mail is not None:
+            self._email(run, invoices, mail)
         totals: dict[str, int] = {}
         for inv in invoices:
             totals[inv.currency] = totals.get(inv.currency, 0) + inv.total
-        by_currency = {c: _money(v, c) for c, v in sorted(totals.items())}
-        results = {"clients": made["clients"], "invoices": len(invoices),
-                   "issued": sum(1 for i in invoices if i.number is not None),
-                   "empty": made["empty"], "exceptions": len(run.exceptions),
-                   "totals": by_currency, "seconds": round(time.time() - started, 3)}
-        self._state(run, "completed-with-errors" if run.exceptions else "completed",
-                    results=results, finished=int(time.time()))
-        return run
+        return {"clients": len(clients), "invoices": len(invoices),
+                "issued": sum(1 for i in invoices if i.number is not None), "empty": empty,
+                "totals": {c: _money(v, c) for c, v in sorted(totals.items())}}
 
-    def _fail(self, run: BillRun, exc: BaseException) -> None:
-        why = exc.message if isinstance(exc, RaterError) else (
-            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        self._state(run, "failed", error=why, finished=int(time.time()))
-
-    def _prepaid(self, run: BillRun, now: int, *, suspend: bool, estimate: bool) -> BillRun:
-        """A prepaid run: draft → posting (the wallets debited) → completed, with the
-        clients whose wallets could not pay as exceptions."""
+    def _prepaid(self, run: BillRun, now: int, *, suspend: bool, estimate: bool
+                 ) -> dict[str, Any]:
+        """A prepaid run's step (posting: the wallets debited), with the clients whose
+        wallets could not pay as exceptions; its results."""
         from .subscriptions import prepaid_run
 
-        started = time.time()
-        try:
-            self._state(run, "posting")
-            ids = None
-            if run.selection != Selection():
-                ids = {c.id for c in run.selection.pick(self.registry)}
-            done = prepaid_run(self.store, date.fromisoformat(run.period), suspend=suspend,
-                               estimate=estimate, clients=ids, now=now)
-            for cid, name, code, message in done.exceptions:
-                self._exception(run, cid, name, code, message)
-        except BaseException as exc:
-            self._fail(run, exc)
-            raise
-        finally:
-            self._save_exceptions(run)
-        results = {**done.results(), "exceptions": len(run.exceptions),
-                   "seconds": round(time.time() - started, 3)}
-        self._state(run, "completed-with-errors" if run.exceptions else "completed",
-                    results=results, finished=int(time.time()))
-        return run
+        self._state(run, "posting")
+        ids = None
+        if run.selection != Selection():
+            ids = {c.id for c in run.selection.pick(self.registry)}
+        done = prepaid_run(self.store, date.fromisoformat(run.period), suspend=suspend,
+                           estimate=estimate, clients=ids, now=now)
+        for cid, name, code, message in done.exceptions:
+            self._exception(run, cid, name, code, message)
+        return done.results()
 
-    def _post_fees(self, run: BillRun, now: int) -> set[int]:
+    def _post_fees(self, run: BillRun, clients: list[Client], now: int) -> set[int]:
         """Post the postpaid clients' subscription fees of the period (each once), so
         that the ledger has them for the invoices (prepaid clients' wallets pay theirs in
         prepaid runs). Returns the clients whose fees failed: they are not invoiced."""
         from .subscriptions import post_fees
 
-        failed = set()
-        for client in run.selection.pick(self.registry):
-            if client.mode != "postpaid":
-                continue
-            try:
-                period = run.period_of(client)
-                post_fees(self.store, client.name, period.start, period.end, now)
-            except RaterError as exc:
-                self._exception(run, client.id, client.name, "error", exc.message)
-                failed.add(client.id)
-        return failed
+        due = []
+        failed: dict[int, str] = {}
+        for client in clients:
+            if client.mode == "postpaid":
+                try:
+                    period = run.period_of(client)
+                    due.append((client, period.start, period.end))
+                except RaterError as exc:
+                    failed[client.id] = exc.message
+        failed |= post_fees(self.store, due, now)
+        names = {c.id: c.name for c in clients}
+        for cid, message in failed.items():
+            self._exception(run, cid, names[cid], "error", message)
+        return set(failed)
 
     def _save_exceptions(self, run: BillRun) -> None:
         with self.ledger.transaction() as db:
@@ -340,17 +337,14 @@ class BillRuns:
                            [(run.id, x.client, x.client_name, x.code, x.message)
                             for x in run.exceptions])
 
-    def _invoice(self, run: BillRun, now: int, skip: set[int]
-                 ) -> tuple[dict[str, int], list[Invoice]]:
-        """Make (and in production issue) the invoices of the clients not in ``skip``; the
-        counts, and the invoices with their lines in the order they were made."""
+    def _invoice(self, run: BillRun, clients: list[Client], now: int
+                 ) -> tuple[int, list[Invoice]]:
+        """Make (and in production issue) the invoices of ``clients``; how many had nothing
+        to bill, and the invoices with their lines in the order they were made."""
         inv = self.invoicing
         chosen: dict[int, tuple[Client, Period, Basis, Any]] = {}
-        clients = run.selection.pick(self.registry)
         issuers = {i.name: i for i in inv.issuers()}
         for client in clients:
-            if client.id in skip:
-                continue
             try:
                 period = run.period_of(client)
                 issuer = inv.issuer_of(client, issuers)
@@ -416,7 +410,7 @@ class BillRuns:
                 finally:
                     db.execute("RELEASE SAVEPOINT client")
         made.sort(key=lambda i: i.id)
-        return {"clients": len(clients), "empty": empty}, made
+        return empty, made
 
     def _format(self, run: BillRun, invoices: list[Invoice], *, pdf: bool,
                 processes: int | None) -> None:
@@ -466,7 +460,7 @@ class BillRuns:
                 f.write(xml)
 
     def _email(self, run: BillRun, invoices: list[Invoice], mail: MailSettings) -> None:
-        from .mail import send_invoices
+        from .mail import send_invoices, unsendable
 
         issuers = {i.name: i for i in self.invoicing.issuers()}
         sent = send_invoices(mail, [(inv, issuers[inv.issuer]) for inv in invoices
@@ -474,7 +468,7 @@ class BillRuns:
         self.invoicing.record_deliveries(sent)
         for inv, error in sent:
             if error is not None:
-                code = "email-failed" if inv.details.get("email") and inv.pdf else "no-email"
+                code = "no-email" if unsendable(inv) else "email-failed"
                 self._exception(run, inv.client, inv.client_name, code, error)
 
 
@@ -594,6 +588,11 @@ class Schedule:
                 "last_period": self.last_period}
 
 
+def _auto_key(cid: int) -> bytes:
+    """The mark of the last month auto-invoicing tried for a client."""
+    return f"auto-invoice:{cid}".encode()
+
+
 _SCHEDULE_COLUMNS = ("name, every, day, at_time, timezone, mode, selection, email, pdf, "
                      "last_period, created")
 
@@ -640,23 +639,21 @@ class Schedules:
         stopped it."""
         from datetime import datetime, timedelta
 
+        from .subscriptions import period_of
         from .timeutil import zone
 
+        store = self.runs.store
+        flagged = [c for c in self.runs.registry.clients()
+                   if c.auto_invoice and c.status != "deleted"]
+        with store.read() as txn:
+            tried = {c.id: store.meta.get(txn, _auto_key(c.id)) for c in flagged}
         due: dict[str, list[Client]] = {}
-        for c in self.runs.registry.clients():
-            if not c.auto_invoice or c.status == "deleted":
-                continue
+        for c in flagged:
             today = datetime.fromtimestamp(now, zone(c.timezone)).date()
-            # The month that ended last: it began on the billing day a month before the
-            # latest billing day.
-            latest = today.replace(day=c.billing_day)
-            if latest > today:
-                latest = (latest.replace(day=1) - timedelta(days=1)).replace(day=c.billing_day)
-            month = f"{(latest.replace(day=1) - timedelta(days=1)):%Y-%m}"
-            key = f"auto-invoice:{c.id}".encode()
-            with self.runs.store.read() as txn:
-                tried = self.runs.store.meta.get(txn, key)
-            if tried == month.encode():
+            # The billing month that ended last: the one before the month holding today.
+            latest, _ = period_of(today, "monthly", c.billing_day)
+            month = f"{period_of(latest - timedelta(days=1), 'monthly', c.billing_day)[0]:%Y-%m}"
+            if tried[c.id] == month.encode():
                 continue
             if self.runs.invoicing.basis(c.id).end_at >= month_period(c, month).end_at:
                 continue
@@ -665,10 +662,9 @@ class Schedules:
         for month, clients in sorted(due.items()):
             def mark(txn: Any, month: str = month, clients: list[Client] = clients) -> None:
                 for c in clients:
-                    self.runs.store.meta.put(txn, f"auto-invoice:{c.id}".encode(),
-                                             month.encode())
+                    store.meta.put(txn, _auto_key(c.id), month.encode())
 
-            self.runs.store.write(mark)
+            store.write(mark)
             try:
                 run = self.runs.create("production", month,
                                        Selection([c.name for c in clients]))

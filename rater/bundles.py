@@ -28,6 +28,7 @@ the rest and keeps the covered seconds.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -40,7 +41,9 @@ from .store import Store
 from .timeutil import zone
 
 BUNDLE_TYPE = "bundle-call"
-_USED, _RESERVED, _COVERED = b"u", b"r", b"c"
+_USED, _RESERVED = b"u", b"r"
+#: Before a billed call's key: what it took of allowances.
+COVERED = b"c"
 
 
 def parse_include(text: str) -> dict[str, Any]:
@@ -89,9 +92,8 @@ class Allowance:
         """The key of what the period holding ``day`` has used of it."""
         from .subscriptions import period_of
 
-        start, _ = period_of(day, self.period, billing_day)
-        return (self.subscription.to_bytes(8, "big") + self.index.to_bytes(2, "big")
-                + start.toordinal().to_bytes(4, "big"))
+        return counter(self.subscription, self.index,
+                       period_of(day, self.period, billing_day)[0])
 
     def price(self, seconds: int) -> int:
         """The bundle price of ``seconds``, rounded half-up to the nano."""
@@ -103,19 +105,21 @@ class Allowances:
     subscriptions or packages makes the account index stale, and it is read again)."""
 
     def __init__(self, store: Store) -> None:
-        from .subscriptions import Package, Subscription
+        from .subscriptions import Subscription, packages_in
 
         self.store = store
         self.by_client: dict[int, list[Allowance]] = {}
         with store.read() as txn:
-            packages = {k.decode(): Package(**_json(v)) for k, v in store.packages.items(txn)}
+            packages = packages_in(store, txn)
             subs = sorted((Subscription.unpack(v) for _, v
                            in store.subscriptions.items(txn, b"s")), key=lambda s: s.id)
         for s in subs:
             pkg = packages.get(s.package)
-            for i, inc in enumerate(pkg.included if pkg else []):
+            if pkg is None:
+                continue
+            for i, inc in enumerate(pkg.included):
                 self.by_client.setdefault(s.client, []).append(Allowance(
-                    s.id, i, s.package, pkg.period, int(inc["minutes"]) * 60,  # type: ignore
+                    s.id, i, s.package, pkg.period, int(inc["minutes"]) * 60,
                     tuple(inc.get("prefixes", [])), frozenset(inc.get("destinations", [])),
                     int(inc.get("rate", 0)), s.start, s.end))
         self.destinations_matter = any(a.destinations for lst in self.by_client.values()
@@ -144,50 +148,28 @@ class Allowances:
     def take(self, txn: Any, call_key: bytes, seconds: int,
              found: list[tuple[bytes, Allowance]]) -> tuple[int, int, list[Allowance]]:
         """Cover up to ``seconds`` of a call from ``found``, in order: (seconds covered,
-        their bundle price, the allowances taken from). Nothing when the call was
-        covered before."""
-        if self.store.bundles.get(txn, _COVERED + call_key) is not None:
-            return (*self.covered(txn, call_key), [])
-        covered = amount = 0
+        their bundle price, the allowances taken from). A call covered before keeps what
+        it took (and takes nothing more)."""
+        if self.store.bundles.get(txn, COVERED + call_key) is not None:
+            return (*covered(self.store, txn, call_key), [])
+        got = amount = 0
         took: list[list[Any]] = []
         used_from: list[Allowance] = []
-        for counter, a in found:
-            if covered == seconds:
+        for key, a in found:
+            if got == seconds:
                 break
-            n = min(seconds - covered, self.left(txn, counter, a))
+            n = min(seconds - got, self.left(txn, key, a))
             if n <= 0:
                 continue
-            used = _int(self.store.bundles.get(txn, _USED + counter))
-            self.store.bundles.put(txn, _USED + counter, _bytes(used + n))
-            covered += n
+            so_far = _int(self.store.bundles.get(txn, _USED + key))
+            self.store.bundles.put(txn, _USED + key, _bytes(so_far + n))
+            got += n
             amount += a.price(n)
-            took.append([counter, n])
+            took.append([key, n])
             used_from.append(a)
-        if covered:
-            self.store.bundles.put(txn, _COVERED + call_key,
-                                   msgpack.packb([covered, amount, took]))
-        return covered, amount, used_from
-
-    def give_back(self, txn: Any, call_key: bytes) -> int:
-        """Return a billed call's seconds to the allowances it took them from (it is
-        another client's now, or no longer billed); the bundle price it paid."""
-        raw = self.store.bundles.get(txn, _COVERED + call_key)
-        if raw is None:
-            return 0
-        _, amount, took = msgpack.unpackb(raw)
-        for counter, n in took:
-            key = _USED + bytes(counter)
-            self.store.bundles.put(txn, key, _bytes(_int(self.store.bundles.get(txn, key)) - n))
-        self.store.bundles.delete(txn, _COVERED + call_key)
-        return int(amount)
-
-    def covered(self, txn: Any, call_key: bytes) -> tuple[int, int]:
-        """(seconds, bundle price) a billed call took from allowances (0, 0: none)."""
-        raw = self.store.bundles.get(txn, _COVERED + call_key)
-        if raw is None:
-            return 0, 0
-        seconds, amount, _ = msgpack.unpackb(raw)
-        return seconds, amount
+        if got:
+            self.store.bundles.put(txn, COVERED + call_key, msgpack.packb([got, amount, took]))
+        return got, amount, used_from
 
 
 def hold(store: Store, txn: Any, shares: list[list[Any]], sign: int) -> None:
@@ -204,10 +186,15 @@ def hold(store: Store, txn: Any, shares: list[list[Any]], sign: int) -> None:
 
 def used(store: Store, subscription: int, index: int, period_start: date) -> int:
     """Seconds a subscription's allowance has used in the period from ``period_start``."""
-    counter = (subscription.to_bytes(8, "big") + index.to_bytes(2, "big")
-               + period_start.toordinal().to_bytes(4, "big"))
     with store.read() as txn:
-        return _int(store.bundles.get(txn, _USED + counter))
+        return _int(store.bundles.get(txn, _USED + counter(subscription, index,
+                                                           period_start)))
+
+
+def counter(subscription: int, index: int, period_start: date) -> bytes:
+    """The key of an allowance's use in the period from ``period_start``."""
+    return (subscription.to_bytes(8, "big") + index.to_bytes(2, "big")
+            + period_start.toordinal().to_bytes(4, "big"))
 
 
 def _int(raw: bytes | None) -> int:
@@ -218,8 +205,31 @@ def _bytes(n: int) -> bytes:
     return n.to_bytes(8, "big")
 
 
-def _json(raw: bytes) -> dict[str, Any]:
-    import json
+def covered(store: Store, txn: Any, call_key: bytes) -> tuple[int, int]:
+    """(seconds, bundle price) a billed call (its key without the calls' tag) took from
+    allowances; (0, 0): none."""
+    raw = store.bundles.get(txn, COVERED + call_key)
+    if raw is None:
+        return 0, 0
+    seconds, amount, _ = msgpack.unpackb(raw)
+    return seconds, amount
 
-    got: dict[str, Any] = json.loads(raw)
-    return got
+
+def coverings(store: Store, txn: Any) -> Iterator[tuple[bytes, int]]:
+    """(call key, bundle price) of every billed call included minutes covered."""
+    for key, raw in store.bundles.items(txn, COVERED):
+        yield key[len(COVERED):], msgpack.unpackb(raw)[1]
+
+
+def give_back(store: Store, txn: Any, call_key: bytes) -> int:
+    """Return a billed call's seconds to the allowances it took them from (it is another
+    client's now, or no longer billed); the bundle price it paid."""
+    raw = store.bundles.get(txn, COVERED + call_key)
+    if raw is None:
+        return 0
+    _, amount, took = msgpack.unpackb(raw)
+    for counter_key, n in took:
+        key = _USED + bytes(counter_key)
+        store.bundles.put(txn, key, _bytes(_int(store.bundles.get(txn, key)) - n))
+    store.bundles.delete(txn, COVERED + call_key)
+    return int(amount)

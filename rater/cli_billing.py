@@ -774,7 +774,7 @@ def add_commands(sub: Any, command: Command) -> None:
         sp.add_argument("--timezone", default="UTC",
                         help="zone of dates without an offset (default UTC)")
 
-    from .journal import CALL_TYPES, FEE_TYPES, TRANSACTION_TYPES
+    from .journal import SIGNS, TRANSACTION_TYPES
 
     tx = sub.add_parser("transaction", help="money movements").add_subparsers(
         dest="transaction_command", required=True, metavar="COMMAND")
@@ -794,8 +794,7 @@ def add_commands(sub: Any, command: Command) -> None:
     sp = command(tx, "list", cmd_transaction_list, "a client's journal entries")
     sp.add_argument("client")
     period(sp)
-    sp.add_argument("--type", action="append", choices=[*TRANSACTION_TYPES, *CALL_TYPES,
-                                                        "invoice", *FEE_TYPES],
+    sp.add_argument("--type", action="append", choices=list(SIGNS),
                     metavar="TYPE")
     sp.add_argument("--json", action="store_true")
 

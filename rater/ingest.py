@@ -46,7 +46,7 @@ from typing import Any
 
 import msgpack
 
-from .bundles import Allowances
+from .bundles import Allowances, covered, coverings, give_back
 from .cdr import LAYOUTS, detect_format
 from .clients import AccountIndex, Client, Registry, show_amount
 from .config import CDR_CHUNK
@@ -957,9 +957,12 @@ def _bill(store: Store, pricer: Pricer, received: Received, lo: int, hi: int,
     unmatched = [(store.unmatched.tag + int(date[j]).to_bytes(8, "big")
                   + keys[j][len(store.calls.tag):], b"") for j in failed]
     allowances = pricer.allowances()
-    bundled = [] if not allowances.by_client else [
-        j for j in range(n) if reason[j] is None and cols[R_DURATION][j] > 0
-        and client[j] in allowances.by_client]
+    bundled: list[int] = []
+    if allowances.by_client:
+        mine = np.isin(np.asarray([-1 if c is None else c for c in client], np.int64),
+                       list(allowances.by_client))
+        mine &= np.asarray(cols[R_DURATION], np.int64) > 0
+        bundled = [j for j in np.flatnonzero(mine).tolist() if reason[j] is None]
     if bundled:
         # What included minutes cover is read and taken in the writing transaction.
         priced = (np.array(amount, dtype=np.int64), np.array(standing[8], dtype=np.int64))
@@ -1111,8 +1114,7 @@ def usage(store: Store, since: int, until: int) -> dict[int, int]:
         for key, raw in txn.cursor().getmulti([store.calls.tag + k for k in keys]):
             r = _unpack(raw)
             if r[R_REASON] is None and since <= r[R_DATE] < until:
-                covered = store.bundles.get(txn, b"c" + key[len(store.calls.tag):])
-                price = r[R_AMOUNT] + (_unpack(covered)[1] if covered else 0)
+                price = r[R_AMOUNT] + covered(store, txn, key[len(store.calls.tag):])[1]
                 out[r[R_CLIENT]] = out.get(r[R_CLIENT], 0) + price
     return out
 
@@ -1175,10 +1177,9 @@ def call_amounts(store: Store, txn: Any) -> dict[tuple[str, str], int]:
         r = _unpack(raw)
         if r[R_AMOUNT]:
             out[_call_id(key)] = r[R_AMOUNT]
-    for key, raw in store.bundles.items(txn, b"c"):
-        price = _unpack(raw)[1]
+    for key, price in coverings(store, txn):
         if price:
-            k = _call_id(key[1:])
+            k = _call_id(key)
             out[k] = out.get(k, 0) + price
     return out
 
@@ -1249,21 +1250,19 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
     with store.read() as txn:
         found = [(k[len(tag):], _unpack(v)) for k, v
                  in txn.cursor().getmulti([tag + k for k in keys])]
-    # Only calls still dated in the period (one rerated out of it is filed there too).
-    found = [(k, r) for k, r in found if since <= r[R_DATE] < until]
+        # Only calls still dated in the period (one rerated out of it is filed there too).
+        found = [(k, r) for k, r in found if since <= r[R_DATE] < until]
+        taken = [covered(store, txn, k)[0] for k, _ in found]
     keys = [k for k, _ in found]
     olds = [r for _, r in found]
     deleted = {c.id for c in pricer.index.clients.values() if c.status == "deleted"}
     fresh = [list(o[:RECEIVED]) for o in olds]
     pricer.price(fresh)
     # A call's included minutes stay as they were taken: only the rest is priced again.
-    allowances = pricer.allowances()
-    with store.read() as txn:
-        covered = [allowances.covered(txn, k)[0] for k in keys]
     # (A call now another client's, or a mismatch, gives its seconds back and is priced
     # whole.)
     released = []
-    for k, (old, new, seconds) in enumerate(zip(olds, fresh, covered, strict=True)):
+    for k, (old, new, seconds) in enumerate(zip(olds, fresh, taken, strict=True)):
         if not seconds:
             continue
         if new[R_REASON] is None and new[R_CLIENT] == old[R_CLIENT]:
@@ -1279,7 +1278,7 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
         moves: list[tuple[bytes, bytes | None, bytes | None]] = []
         redated: dict[str, tuple[list[int], list[str]]] = {}
         counts = RerateSummary()
-        give_back = set(released)
+        returned = set(released)
         for k, (key, expected, new) in enumerate(zip(keys, olds, fresh, strict=True)):
             raw = store.calls.get(txn, key)
             old = _unpack(raw)
@@ -1299,8 +1298,8 @@ def _rerate_chunk(store: Store, pricer: Pricer, keys: list[bytes], cid: int | No
             rev = old[R_REV] + 1
             new[R_REV] = rev
             source, rid = key.decode("utf-8", "surrogateescape").split("\0", 1)
-            if k in give_back:
-                price = allowances.give_back(txn, key)
+            if k in returned:
+                price = give_back(store, txn, key)
                 if price:
                     entries.append(Entry(0, "rerate", old[R_CLIENT], price, now, old[R_DATE],
                                          _rerate_key(source, rid, rev, "b"), None,

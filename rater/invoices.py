@@ -605,10 +605,10 @@ class Invoicing:
         return [_issuer(r) for r in self.db.execute(
             f"SELECT {_ISSUER_COLUMNS} FROM issuers ORDER BY name")]
 
-    def issuer_of(self, client: Client, issuers: dict[str, Issuer] | None = None) -> Issuer:
+    @staticmethod
+    def issuer_of(client: Client, issuers: dict[str, Issuer]) -> Issuer:
         """The client's issuer, else the default one (``issuers``: all of them, read
         once by the caller)."""
-        issuers = {i.name: i for i in self.issuers()} if issuers is None else issuers
         if client.issuer is not None:
             if client.issuer not in issuers:
                 raise InvoiceError(f"no issuer {client.issuer!r}", hint="rater issuer list")

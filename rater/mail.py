@@ -24,11 +24,19 @@ def sender(settings: MailSettings) -> str:
     return settings.sender or f"billing@{socket.getfqdn()}"
 
 
+def unsendable(inv: Invoice) -> str | None:
+    """Why an invoice cannot be e-mailed (None: it can)."""
+    if not inv.details.get("email"):
+        return "no billing e-mail"
+    return None if inv.pdf else "no PDF"
+
+
 def invoice_message(inv: Invoice, issuer: Issuer, from_address: str) -> EmailMessage:
     """The message: a short text and the invoice's PDF attached."""
-    to = inv.details.get("email")
-    if not to or not inv.pdf:
-        raise ValueError("no billing e-mail" if not to else "no PDF")
+    why = unsendable(inv)
+    if why is not None or inv.pdf is None:
+        raise ValueError(why)
+    to = inv.details["email"]
     kind = "Credit note" if inv.kind == "credit-note" else "Invoice"
     msg = EmailMessage()
     msg["From"] = f"{issuer.name} <{from_address}>"
@@ -78,9 +86,8 @@ def send_invoices(settings: MailSettings, batch: Sequence[tuple[Invoice, Issuer]
     """Send each invoice; returns (invoice, None) when the server took it, else the
     reason it was not sent."""
     results: list[tuple[Invoice, str | None]] = [
-        (inv, "no billing e-mail" if not inv.details.get("email") else "no PDF")
-        for inv, _ in batch if not (inv.details.get("email") and inv.pdf)]
-    ready = [(inv, issuer) for inv, issuer in batch if inv.details.get("email") and inv.pdf]
+        (inv, why) for inv, _ in batch if (why := unsendable(inv)) is not None]
+    ready = [(inv, issuer) for inv, issuer in batch if unsendable(inv) is None]
     if not ready:
         return results
     from_address = sender(settings)          # a name lookup, when not configured: once

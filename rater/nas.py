@@ -33,7 +33,7 @@ def add(store: Store, address: str, secret: str, name: str = "",
             raise InvalidArgument(f"NAS {entry.network} exists",
                                   hint="delete it first to change its secret")
         store.nas.put(txn, key, json.dumps(asdict(entry)).encode())
-        bump(store, txn)
+        _bump(store, txn)
         audit.record(store, txn, "nas", entry.network, "add", None, shown(entry))
 
     store.write(apply)
@@ -52,7 +52,7 @@ def delete(store: Store, address: str) -> NasEntry:
             raise UnknownNas(f"no NAS {network}", hint="rater nas list")
         entry = NasEntry(**json.loads(raw))
         store.nas.delete(txn, network.encode())
-        bump(store, txn)
+        _bump(store, txn)
         audit.record(store, txn, "nas", network, "delete", shown(entry), None)
         return entry
 
@@ -60,7 +60,7 @@ def delete(store: Store, address: str) -> NasEntry:
     return result
 
 
-def bump(store: Store, txn: Any) -> None:
+def _bump(store: Store, txn: Any) -> None:
     raw = store.meta.get(txn, b"nas-generation")
     store.meta.put(txn, b"nas-generation", str(int(raw or 0) + 1).encode())
 

@@ -11,7 +11,7 @@ notice however many calls cross it, and no notice is lost: it waits in the
 outbox until it is delivered.
 
 Delivering (:func:`deliver`; ``rater serve`` does it every few seconds, ``rater
-billing scheduler`` at each look, ``rater notifications send`` from cron): each
+billing scheduler`` at each look, ``rater balance notices --send`` from cron): each
 notice is logged (``rater.notifications``, WARNING), counted in the metrics of
 ``rater serve`` (``rater_low_balance_notices_total`` by outcome) and e-mailed to
 the client's billing address through the ``[mail]`` SMTP server. A delivery
@@ -25,12 +25,9 @@ in progress (capacity reduction below the threshold).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -38,13 +35,15 @@ import msgpack
 from .store import Store
 
 if TYPE_CHECKING:
+    from email.message import EmailMessage
+
     from .clients import Client
     from .settings import MailSettings
 
 log = logging.getLogger("rater.notifications")
 
 _WATCH, _FLAG = b"t", b"f"
-_WATCHED, _SEQUENCE = b"watched", b"notice-sequence"
+_SEQUENCE = b"notice-sequence"
 #: Seconds a delivery holds the notices it is sending (another delivery leaves them).
 LEASE = 120
 #: Deliveries a notice is tried at most (then dropped, logged as an error).
@@ -61,15 +60,14 @@ def watch(store: Store, txn: Any, client: Client) -> None:
         return
     store.watch.put(txn, key, msgpack.packb([client.low_balance_threshold,
                                              client.credit_limit]))
-    raw = store.balances.get(txn, client.id.to_bytes(4, "big"))
-    live = 0 if raw is None else msgpack.unpackb(raw)[0]
+    from .journal import read_balance
+
+    live, _ = read_balance(store, txn, client.id)
     check(store, txn, [(client.id, live)], int(time.time()))
 
 
 def check(store: Store, txn: Any, moved: list[tuple[int, int]], now: int) -> None:
     """After balances moved: ``moved`` is (client id, live balance now) of each."""
-    if store.meta.get(txn, _WATCHED) is None:
-        _watch_all(store, txn)
     for cid, live in moved:
         tag = cid.to_bytes(4, "big")
         raw = store.watch.get(txn, _WATCH + tag)
@@ -85,22 +83,17 @@ def check(store: Store, txn: Any, moved: list[tuple[int, int]], now: int) -> Non
             number = 1 + (0 if raw is None else int(raw))
             store.meta.put(txn, _SEQUENCE, str(number).encode())
             store.notices.put(txn, number.to_bytes(8, "big"),
-                              msgpack.packb([cid, available, threshold, now, 0, 0]))
+                              _pack(Notice(number, cid, available, threshold, now, 0)))
         elif available >= threshold and flagged:
             store.watch.delete(txn, _FLAG + tag)
 
 
-def _watch_all(store: Store, txn: Any) -> None:
-    """The watch records of a store's clients, once (a store from before they were
-    kept)."""
-    from .clients import Client
+def watch_all(store: Store, txn: Any) -> None:
+    """Every client's watch record and flag (a store from before they were kept)."""
+    from .clients import Registry
 
-    store.meta.put(txn, _WATCHED, b"1")
-    for _, raw in store.clients.items(txn):
-        c = Client.from_json(json.loads(raw))
-        if c.low_balance_threshold is not None and c.status != "deleted":
-            store.watch.put(txn, _WATCH + c.id.to_bytes(4, "big"),
-                            msgpack.packb([c.low_balance_threshold, c.credit_limit]))
+    for client in Registry(store).iter_clients(txn):
+        watch(store, txn, client)
 
 
 def below(store: Store, txn: Any, cid: int) -> bool:
@@ -156,6 +149,8 @@ def deliver(store: Store, mail: MailSettings | None, counter: Any = None
                 mine.append(n)
         return mine
 
+    if not pending(store):             # nothing to take: no write transaction
+        return []
     notices = store.write(claim)
     if not notices:
         return []
@@ -164,6 +159,8 @@ def deliver(store: Store, mail: MailSettings | None, counter: Any = None
         clients = {n.client: registry.client_by_id(txn, n.client) for n in notices}
     outcomes: list[tuple[Notice, str]] = []
     server = None
+    from_address = ""
+    unreachable: str | None = None
     try:
         for n in notices:
             c = clients[n.client]
@@ -174,11 +171,18 @@ def deliver(store: Store, mail: MailSettings | None, counter: Any = None
                 outcomes.append((n, "no-email"))
                 continue
             try:
+                if unreachable is not None:
+                    raise OSError(unreachable)      # one timeout per delivery, not per notice
                 if server is None:
-                    from .mail import connect
+                    from .mail import connect, sender
 
-                    server = connect(mail)
-                server.send_message(_message(n, c, mail))
+                    from_address = sender(mail)     # a name lookup when not configured
+                    try:
+                        server = connect(mail)
+                    except Exception as exc:
+                        unreachable = f"SMTP {mail.host}:{mail.port}: {exc}"
+                        raise
+                server.send_message(_message(n, c, from_address))
                 outcomes.append((n, "sent"))
             except Exception as exc:        # the SMTP server's or the network's: try again
                 log.error("low-balance notice %d to %s not sent: %s", n.number,
@@ -216,11 +220,12 @@ def _pack(n: Notice) -> bytes:
     return packed
 
 
-def _message(n: Notice, client: Client, mail: MailSettings) -> EmailMessage:
-    from .clients import show_amount
-    from .mail import sender
+def _message(n: Notice, client: Client, from_address: str) -> EmailMessage:
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
 
-    from_address = sender(mail)
+    from .clients import show_amount
+
     msg = EmailMessage()
     msg["From"] = from_address
     msg["To"] = client.billing_email

@@ -69,6 +69,8 @@ from .errors import StoreError, StoreFull
 #: The layout of the records. 2: calls in progress keyed by call (format 1 keyed them
 #: by client, with an ``o/`` owner index); a store of format 1 is moved to 2 on opening.
 FORMAT = 2
+#: Set once the low-balance watch records of every client are written.
+WATCHED = b"watched"
 
 T = TypeVar("T")
 
@@ -237,6 +239,7 @@ class Store:
             raise
 
     def _check_format(self) -> None:
+        """Upgrade a store an older rater wrote (refuse one a newer rater wrote)."""
         with self.env.begin() as txn:
             raw = self.meta.get(txn, b"format")
         if raw is None:
@@ -254,6 +257,17 @@ class Store:
                 if json.loads(self.meta.get(txn, b"format"))["format"] == 1:
                     self._calls_by_call(txn)
                     self.meta.put(txn, b"format", json.dumps({"format": FORMAT}).encode())
+        with self.env.begin() as txn:
+            watched = self.meta.get(txn, WATCHED)
+        if watched is None:
+            # The low-balance watch records, kept since they exist; a store from before
+            # gets them once.
+            from .notifications import watch_all
+
+            with self.env.begin(write=True) as txn:
+                if self.meta.get(txn, WATCHED) is None:
+                    watch_all(self, txn)
+                    self.meta.put(txn, WATCHED, b"1")
 
     def _calls_by_call(self, txn: Any) -> None:
         """Format 1 to 2: each call in progress (``g/`` client id + call key -> amount,

@@ -42,7 +42,7 @@ from typing import Any
 from .clients import Client, Registry, parse_amount, show_amount
 from .errors import Conflict, InvalidArgument, RaterError
 from .invoices import add_month, midnight
-from .journal import Entry, append_keyed, available, read_balance, unposted
+from .journal import Entry, append_keyed, available, post_many, read_balance, unposted
 from .money import UNITS, minor_unit
 from .store import Store
 from .tariff import CURRENCY
@@ -85,6 +85,10 @@ class Package:
             if amount % unit:
                 raise InvalidArgument(f"{what}: {show_amount(amount)} is not a whole number "
                                       f"of the {self.currency} minor unit")
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Package:
+        return cls(**json.loads(raw))
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "fee": show_amount(self.fee),
@@ -187,20 +191,21 @@ class Subscriptions:
 
         return self.store.write(apply)
 
-    def _package(self, txn: Any, name: str) -> Package:
+    def package_in(self, txn: Any, name: str) -> Package:
+        """The package named ``name``, read in ``txn``."""
         raw = self.store.packages.get(txn, name.encode())
         if raw is None:
             raise InvalidArgument(f"no package named {name!r}",
                                   hint="`rater package list` shows them")
-        return Package(**json.loads(raw))
+        return Package.unpack(raw)
 
     def package(self, name: str) -> Package:
         with self.store.read() as txn:
-            return self._package(txn, name)
+            return self.package_in(txn, name)
 
     def packages(self) -> list[Package]:
         with self.store.read() as txn:
-            return [Package(**json.loads(v)) for _, v in self.store.packages.items(txn)]
+            return [Package.unpack(v) for _, v in self.store.packages.items(txn)]
 
     # subscriptions
 
@@ -211,7 +216,7 @@ class Subscriptions:
 
         def apply(txn: Any) -> Subscription:
             client = self.registry.get_client(txn, client_name)
-            pkg = self._package(txn, package)
+            pkg = self.package_in(txn, package)
             if pkg.currency != client.currency:
                 raise Conflict(f"package {package} is priced in {pkg.currency}; client "
                                f"{client.name} pays in {client.currency}")
@@ -248,7 +253,7 @@ class Subscriptions:
             if sub.end is not None and sub.end <= end:
                 raise InvalidArgument(f"subscription {sid} ends on {sub.end} already")
             client = self.registry.client_by_id(txn, sub.client)
-            pkg = self._package(txn, sub.package)
+            pkg = self.package_in(txn, sub.package)
             credits: list[Entry] = []
             start, stop = period_of(end, pkg.period, client.billing_day)
             while start < (sub.end or date.max) and self._charged(txn, sub, start):
@@ -299,35 +304,59 @@ def fee_entries(client: Client, sub: Subscription, pkg: Package, start: date, st
     return due
 
 
-def post_fees(store: Store, client_name: str, start: date, end: date,
-              now: int | None = None) -> list[Entry]:
-    """Post what a postpaid client's subscriptions owe for the fee periods holding the
-    days [start, end) (an invoice period), each once: a period already charged (by its
-    key) is not charged again. Each is dated at the first day it pays for, so that the
-    invoice of that day takes it."""
-    subs = Subscriptions(store)
+def post_fees(store: Store, due: list[tuple[Client, date, date]], now: int | None = None
+              ) -> dict[int, str]:
+    """Post what postpaid clients' subscriptions owe for the fee periods holding the days
+    [start, end) of each (client, start, end) (an invoice period), in one transaction,
+    each once: a period already charged (by its key) is not charged again. Each is dated
+    at the first day it pays for, so that the invoice of that day takes it. Returns the
+    clients whose fees could not be worked out, and why (nothing of theirs is posted)."""
     now = int(time.time()) if now is None else now
+    with store.read() as txn:
+        held = _by_client(store, txn)
+        packages = packages_in(store, txn)
+    entries: list[Entry] = []
+    failed: dict[int, str] = {}
+    for client, start, end in due:
+        try:
+            entries += _fees_of(client, held.get(client.id, []), packages, start, end, now)
+        except RaterError as exc:
+            failed[client.id] = exc.message
+    if entries:
+        post_many(store, entries)
+    return failed
 
-    def apply(txn: Any) -> list[Entry]:
-        client = subs.registry.get_client(txn, client_name)
-        due: list[Entry] = []
-        for _, raw in store.subscriptions.items(txn, b"s"):
-            sub = Subscription.unpack(raw)
-            if sub.client != client.id or sub.start >= end or (sub.end or end) <= start:
-                continue
-            pkg = subs._package(txn, sub.package)
-            day = max(start, sub.start)
-            while day < min(end, sub.end or end):
-                a, b = period_of(day, pkg.period, client.billing_day)
-                first = max(a, sub.start)
-                due += fee_entries(client, sub, pkg, a, b, now, midnight(first,
-                                                                         client.timezone))
-                day = b
-        new = unposted(store, txn, due)
-        append_keyed(store, txn, new)
-        return new
 
-    return store.write(apply)
+def _fees_of(client: Client, held: list[Subscription], packages: dict[str, Package],
+             start: date, end: date, now: int) -> list[Entry]:
+    due: list[Entry] = []
+    for sub in held:
+        if sub.start >= end or (sub.end or end) <= start:
+            continue
+        pkg = packages.get(sub.package)
+        if pkg is None:
+            raise InvalidArgument(f"subscription {sub.id}: no package named {sub.package!r}")
+        day = max(start, sub.start)
+        while day < min(end, sub.end or end):
+            a, b = period_of(day, pkg.period, client.billing_day)
+            due += fee_entries(client, sub, pkg, a, b, now,
+                               midnight(max(a, sub.start), client.timezone))
+            day = b
+    return due
+
+
+def packages_in(store: Store, txn: Any) -> dict[str, Package]:
+    """Every package, by name."""
+    return {k.decode(): Package.unpack(v) for k, v in store.packages.items(txn)}
+
+
+def _by_client(store: Store, txn: Any) -> dict[int, list[Subscription]]:
+    """Every client's subscriptions, in order."""
+    held: dict[int, list[Subscription]] = {}
+    for _, raw in store.subscriptions.items(txn, b"s"):
+        sub = Subscription.unpack(raw)
+        held.setdefault(sub.client, []).append(sub)
+    return held
 
 
 def _sub_key(sid: int) -> bytes:
@@ -368,18 +397,20 @@ def prepaid_run(store: Store, as_of: date, *, suspend: bool = True, estimate: bo
     subs = Subscriptions(store)
     now = int(time.time()) if now is None else now
     result = PrepaidRun(as_of.isoformat())
-    by_client: dict[int, list[Subscription]] = {}
-    for s in subs.subscriptions():
-        if clients is None or s.client in clients:
-            by_client.setdefault(s.client, []).append(s)
+    with store.read() as txn:
+        by_client = {cid: held for cid, held in _by_client(store, txn).items()
+                     if clients is None or cid in clients}
+        packages = packages_in(store, txn)
     totals: dict[str, int] = {}
-    spent = usage_window(store, as_of) if estimate else {}
+    spent: dict[int, int] | None = None         # read when a first estimate needs it
     for cid, held in sorted(by_client.items()):
         try:
-            client = _charge_client(store, subs, cid, held, as_of, suspend, now, result,
-                                    totals)
+            client, live = _charge_client(store, subs, cid, held, as_of, suspend, now,
+                                          result, totals)
             if estimate and client.prepaid and client.status != "deleted":
-                day = runs_out(store, client.name, as_of, spent, held)
+                if spent is None:
+                    spent = usage_window(store, as_of)
+                day = _runs_out(client, live, held, packages, spent.get(cid, 0), as_of)
                 result.estimates[client.name] = None if day is None else day.isoformat()
         except RaterError as exc:
             with store.read() as txn:
@@ -405,18 +436,19 @@ def restart_if_paid(store: Store, client_name: str, now: int | None = None) -> b
 
 def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subscription],
                    as_of: date, suspend: bool, now: int, result: PrepaidRun,
-                   totals: dict[str, int]) -> Client:
-    def apply(txn: Any) -> tuple[Client, list[Entry], str | None, int]:
+                   totals: dict[str, int]) -> tuple[Client, int]:
+    """Charge one client; the client, and its live balance after."""
+    def apply(txn: Any) -> tuple[Client, list[Entry], str | None, int, int]:
         client = subs.registry.client_by_id(txn, cid)
+        live, _ = read_balance(store, txn, cid)
         if not client.prepaid or client.status == "deleted":
-            return client, [], None, 0
+            return client, [], None, 0, live
         due: list[Entry] = []
         for sub in held:
-            pkg = subs._package(txn, sub.package)
+            pkg = subs.package_in(txn, sub.package)
             start, stop = period_of(as_of, pkg.period, client.billing_day)
             due += fee_entries(client, sub, pkg, start, stop, now, now)
         due = unposted(store, txn, due)
-        live, _ = read_balance(store, txn, cid)
         cost = -sum(e.amount for e in due)
         can_pay = (available(client, live) or 0) >= cost
         change = None
@@ -425,16 +457,16 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
                 subs.registry.set_status(txn, client, "stop", "suspend (prepaid run)")
                 store.subscriptions.put(txn, _suspended(cid), b"1")
                 change = "suspended"
-            return client, [], change, cost
+            return client, [], change, cost, live
         append_keyed(store, txn, due)
         if (suspend and can_pay and client.status == "stop"
                 and store.subscriptions.get(txn, _suspended(cid))):
             subs.registry.set_status(txn, client, "active", "restart (prepaid run)")
             store.subscriptions.delete(txn, _suspended(cid))
             change = "restarted"
-        return client, due, change, 0
+        return client, due, change, 0, live - cost
 
-    client, posted, change, unpaid = store.write(apply)
+    client, posted, change, unpaid, live = store.write(apply)
     for e in posted:
         result.charged.append({"client": client.name, "type": e.type, "key": e.key,
                                "amount": show_amount(-e.amount), "note": e.note or ""})
@@ -448,7 +480,7 @@ def _charge_client(store: Store, subs: Subscriptions, cid: int, held: list[Subsc
             client.id, client.name, "insufficient-funds",
             f"the wallet cannot pay {show_amount(unpaid)} {client.currency} due; "
             f"{'service stopped' if change else 'service stays stopped'} until it can"))
-    return client
+    return client, live
 
 
 # -- when a wallet runs out
@@ -459,36 +491,36 @@ USAGE_DAYS = 30
 HORIZON_DAYS = 366
 
 
-def runs_out(store: Store, client_name: str, as_of: date,
-             spent: dict[int, int] | None = None,
-             held: list[Subscription] | None = None) -> date | None:
+def runs_out(store: Store, client_name: str, as_of: date) -> date | None:
     """The first day after ``as_of`` a prepaid client's available balance is estimated
-    to go below zero: each day costs the average of its calls over the 30 days to
-    ``as_of`` (UTC days), and each fee period of its subscriptions costs its fee the day
-    it begins. None when not within a year (or it spends nothing). ``spent``: every
-    client's calls of those days (rater.ingest.usage), and ``held`` the client's
-    subscriptions, when the caller has them. Exact: the average is kept as a
-    fraction."""
+    to go below zero (see :func:`_runs_out`); None when not within a year."""
     registry = Registry(store)
     subs = Subscriptions(store)
     with store.read() as txn:
         client = registry.get_client(txn, client_name)
         live, _ = read_balance(store, txn, client.id)
-        mine = held if held is not None else [
-            s for s in (Subscription.unpack(v) for _, v in store.subscriptions.items(txn, b"s"))
-            if s.client == client.id]
-        packages = {s.package: subs._package(txn, s.package) for s in mine}
+        held = _by_client(store, txn).get(client.id, [])
+        packages = {s.package: subs.package_in(txn, s.package) for s in held}
+    return _runs_out(client, live, held, packages,
+                     usage_window(store, as_of).get(client.id, 0), as_of)
+
+
+def _runs_out(client: Client, live: int, held: list[Subscription],
+              packages: dict[str, Package], spent: int, as_of: date) -> date | None:
+    """The first day after ``as_of`` the client's available balance (from ``live``) goes
+    below zero when each day costs the average of ``spent``, its calls of the 30 days to
+    ``as_of`` (UTC days), and each fee period of its subscriptions costs its fee the day
+    it begins. None when not within a year (or it spends nothing). Exact: the average is
+    kept as a fraction."""
     left = available(client, live)
     if left is None:
         return None
-    if spent is None:
-        spent = usage_window(store, as_of)
     # In thirtieths of a nano: a day of calls costs exactly their sum over 30 days.
     balance = left * USAGE_DAYS
     day = as_of + timedelta(days=1)
     for _ in range(HORIZON_DAYS):
-        balance -= max(spent.get(client.id, 0), 0)
-        for s in mine:
+        balance -= max(spent, 0)
+        for s in held:
             pkg = packages[s.package]
             start, stop = period_of(day, pkg.period, client.billing_day)
             if start == day and s.start <= day < (s.end or date.max):
