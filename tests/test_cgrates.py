@@ -267,12 +267,18 @@ def test_the_tutorial_plan(shared_data: Path, number: str, subject: str, seconds
                         subject=subject).cost == Decimal(expected)
 
 
-def test_the_drift_the_docs_describe() -> None:
+def test_the_drift_the_docs_describe(shared_data: Path) -> None:
     """docs/cgrates.md's example: CGRateS rounds each 1 s increment of 0.10/min up to 5
     places before adding (0.00167 each, 0.1002 a minute); rater adds exactly."""
     from decimal import ROUND_UP
+
+    from rater.cgrates import PlanPricer
 
     increment = (Decimal("0.1") / 60).quantize(Decimal("0.00001"), rounding=ROUND_UP)
     assert increment == Decimal("0.00167")
     assert Decimal("0.4") + Decimal("0.2") + 60 * increment == Decimal("0.7002")
     assert Fraction("0.4") + Fraction("0.2") + 60 * Fraction(1, 600) == Fraction(7, 10)
+    # The call itself, 120 s from 1001 to 1002 on the tutorial plan, priced by rater.
+    pricer = PlanPricer(read_plan(shared_data / "cgrates" / "tutorial"))
+    assert pricer.price("1002", utc("2014-01-15T10:00:00"), 120,
+                        subject="1001").cost == Decimal("0.7000")

@@ -8,6 +8,7 @@ from the rules in docs/cgrates.md.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -125,12 +126,14 @@ def test_a_plan_that_cannot_be_a_table_is_refused() -> None:
     plan.destination_rates["DR"] = [DestinationRate("D", "R", "up", 2, Decimal("0.125"),
                                                     "*free")]
     plan.plans["P P"] = plan.plans["OK"] = [PlanLine("DR", ANY, Decimal(10))]
+    before = copy.deepcopy(plan)
     with pytest.raises(TariffPlanError) as caught:
         rate_tables(plan, "EUR", "tp")
     text = str(caught.value) + "".join(f"\n{p}" for p in caught.value.problems)
     assert "plan 'P P' cannot name a rate table" in text
     assert "MaxCost 0.125 has more places than its RoundingDecimals 2" in text
     assert plan.timings[ANY] is ALWAYS          # rate_tables leaves the plan as it was
+    assert plan == before
 
 
 def test_a_plan_with_more_lines_than_a_table_has_profiles_is_refused(

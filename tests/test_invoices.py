@@ -297,7 +297,8 @@ def test_every_call_is_on_exactly_one_invoice(
                         assert shown == (Decimal(inv.subtotal).scaleb(-9) * 21 / 100).quantize(
                             CENTS, ROUND_HALF_UP)
                     else:
-                        assert shown == Decimal(ln.exact or 0).scaleb(-9).quantize(
+                        assert ln.exact is not None
+                        assert shown == Decimal(ln.exact).scaleb(-9).quantize(
                             CENTS, ROUND_HALF_UP)
             for name in CLIENTS:
                 # Each client's calls, counted and priced once, on its own invoices.
@@ -307,6 +308,7 @@ def test_every_call_is_on_exactly_one_invoice(
                                if ln.kind in ("usage", "late")]
                 assert sum(ln.calls for ln in on_invoices) == sum(
                     1 for who, *_ in calls if who == name)
+                assert all(ln.exact is not None for ln in on_invoices)
                 assert sum(ln.exact or 0 for ln in on_invoices) == sum(priced)
                 if mine:
                     assert journal.balance(name).fixed == -mine[-1].due
@@ -725,6 +727,7 @@ def test_the_scheduler_runs_each_due_period_once(store: Store, tmp_path: Path) -
 
 
 def test_the_scheduler_from_cron_and_until_sigterm(billed: Path) -> None:
+    import select
     import signal
     import subprocess
     import sys
@@ -743,6 +746,9 @@ def test_the_scheduler_from_cron_and_until_sigterm(billed: Path) -> None:
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
+        # Bounded: a scheduler that never says it looks fails the test, not hangs it.
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "the scheduler printed nothing"
         assert "scheduler: 1 schedule(s)" in proc.stdout.readline()     # looking now
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
